@@ -1,0 +1,179 @@
+//! `nanochat bench …`: speed measurements that print figures (tests never assert times).
+//!
+//! `bench tokenizer` reproduces the reference measurements of nanochat-reference.md §11.2 on a
+//! corpus: training time at each vocabulary size, then encode (one thread, whole text and per
+//! document; all threads, batch) and decode throughput of the trained tokenizer, printed next to
+//! the figures rustbpe and tiktoken reached on this kind of machine (2 cores).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use nanochat_tokenizer::split::{Splitter, NANOCHAT_SPLIT_PATTERN};
+use nanochat_tokenizer::train::train;
+use nanochat_tokenizer::Tokenizer;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    command: BenchCommand,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Tokenizer training, encode and decode throughput on a corpus (build a 50 MB one with
+    /// scripts/make_bench_corpus.sh).
+    Tokenizer(TokenizerBenchArgs),
+}
+
+#[derive(Args)]
+struct TokenizerBenchArgs {
+    /// Corpus file (.jsonl, .txt or .parquet); documents are used as they are (no cropping).
+    #[arg(long)]
+    corpus: PathBuf,
+    /// Vocabulary sizes to train and measure.
+    #[arg(long, value_delimiter = ',', default_value = "4096,65536")]
+    vocab_size: Vec<usize>,
+    /// Threads for the parallel measurements (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Repetitions of each encode/decode measurement (the best is reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+}
+
+/// Reference figures on this machine type (nanochat-reference.md §11.2, 50.56 MB corpus).
+struct Reference {
+    vocab: usize,
+    train_s: f64,
+    encode_1t_mb_s: f64,
+    encode_2t_mb_s: f64,
+}
+
+const REFERENCES: [Reference; 2] = [
+    Reference {
+        vocab: 4096,
+        train_s: 6.70,
+        encode_1t_mb_s: 9.56,
+        encode_2t_mb_s: 15.1,
+    },
+    Reference {
+        vocab: 65536,
+        train_s: 7.19,
+        encode_1t_mb_s: 9.17,
+        encode_2t_mb_s: 14.9,
+    },
+];
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    match args.command {
+        BenchCommand::Tokenizer(a) => bench_tokenizer(a),
+    }
+}
+
+/// Best wall time of `repeat` runs of `f`, in seconds.
+fn best_of<T>(repeat: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, T)> {
+    let mut best = f64::INFINITY;
+    let mut last = None;
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        let out = f()?;
+        best = best.min(t.elapsed().as_secs_f64());
+        last = Some(out);
+    }
+    Ok((best, last.expect("at least one run")))
+}
+
+fn bench_tokenizer(args: TokenizerBenchArgs) -> Result<()> {
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("building the thread pool")?;
+    let docs = crate::tok_train::read_documents(&args.corpus, None)?;
+    let bytes: usize = docs.iter().map(String::len).sum();
+    let mb = bytes as f64 / 1e6;
+    let whole = docs.concat();
+    println!(
+        "corpus {}: {:.2} MB in {} documents; {threads} threads for parallel runs",
+        args.corpus.display(),
+        mb,
+        docs.len()
+    );
+
+    // Splitting alone: our scanner against fancy-regex (what tiktoken and rustbpe run).
+    let scanner = Splitter::new(NANOCHAT_SPLIT_PATTERN)?;
+    let regex = Splitter::new_regex(NANOCHAT_SPLIT_PATTERN)?;
+    let count_chunks = |s: &Splitter| -> Result<usize> {
+        let mut n = 0;
+        s.for_each_chunk(&whole, |_| n += 1)?;
+        Ok(n)
+    };
+    let (t_scan, chunks) = best_of(args.repeat, || count_chunks(&scanner))?;
+    let (t_regex, _) = best_of(1, || count_chunks(&regex))?;
+    println!(
+        "split, 1 thread: scanner {:.1} MB/s, fancy-regex {:.1} MB/s ({chunks} chunks)",
+        mb / t_scan,
+        mb / t_regex
+    );
+
+    for &vocab in &args.vocab_size {
+        let reference = REFERENCES.iter().find(|r| r.vocab == vocab);
+        println!("\nvocab {vocab}");
+        let t = Instant::now();
+        let trained =
+            pool.install(|| train(docs.iter().map(Ok), vocab, NANOCHAT_SPLIT_PATTERN, |_| {}))?;
+        let t_train = t.elapsed().as_secs_f64();
+        let vs = |ours: f64, theirs: Option<f64>, name: &str| match theirs {
+            Some(v) => format!(" ({name} {v:.2} → {:.2}×)", ours / v),
+            None => String::new(),
+        };
+        println!(
+            "  train            {t_train:>8.2} s{}",
+            vs(t_train, reference.map(|r| r.train_s), "rustbpe s")
+        );
+        let tok = Tokenizer::with_nanochat_specials(trained.ranks)?;
+
+        let (t_whole, ids) = best_of(args.repeat, || Ok(tok.encode(&whole)?))?;
+        println!(
+            "  encode whole, 1t {:>8.2} MB/s{}  {:.2} bytes/token",
+            mb / t_whole,
+            vs(
+                mb / t_whole,
+                reference.map(|r| r.encode_1t_mb_s),
+                "tiktoken MB/s"
+            ),
+            bytes as f64 / ids.len() as f64
+        );
+        let (t_docs, _) = best_of(args.repeat, || {
+            let mut n = 0;
+            for d in &docs {
+                n += tok.encode(d)?.len();
+            }
+            Ok(n)
+        })?;
+        println!("  encode docs, 1t  {:>8.2} MB/s", mb / t_docs);
+        let (t_batch, _) = best_of(args.repeat, || {
+            pool.install(|| Ok(tok.encode_batch(&docs, None, None)?))
+        })?;
+        println!(
+            "  encode batch, {threads}t {:>8.2} MB/s{}",
+            mb / t_batch,
+            vs(
+                mb / t_batch,
+                reference.map(|r| r.encode_2t_mb_s),
+                "tiktoken 2t MB/s"
+            )
+        );
+        let (t_decode, text) = best_of(args.repeat, || Ok(tok.decode_bytes(&ids)?))?;
+        anyhow::ensure!(
+            text == whole.as_bytes(),
+            "decode(encode(corpus)) differs from the corpus"
+        );
+        println!("  decode, 1t       {:>8.2} MB/s", mb / t_decode);
+    }
+    Ok(())
+}

@@ -1,0 +1,43 @@
+//! `nanochat`: one binary to tokenize, train, evaluate, chat with and serve nanochat models.
+//! Each subcommand lives in its own module; this file only parses the command line and turns
+//! errors into a message and a non-zero exit code.
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod tok;
+mod tok_train;
+
+#[derive(Parser)]
+#[command(
+    name = "nanochat",
+    version,
+    about = "Tokenize, train, evaluate, chat with and serve nanochat models — one binary, no Python.",
+    long_about = "Tokenize, train, evaluate, chat with and serve nanochat models — one binary, no Python.\n\n\
+        Files are found where nanochat puts them: $NANOCHAT_BASE_DIR, else ~/.cache/nanochat \
+        (the tokenizer in <base>/tokenizer/)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train, inspect and run tokenizers (nanochat's tokenizer.pkl format).
+    Tok(tok::TokArgs),
+    /// Measure speed: tokenizer encode/decode/training throughput.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Tok(args) => tok::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    if let Err(error) = result {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}

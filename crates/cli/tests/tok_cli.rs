@@ -1,0 +1,278 @@
+//! The `nanochat tok` commands as a user runs them: train on the fixture documents (the result
+//! must be nanochat's tokenizer, byte for byte), encode, decode, eval, info, and the errors a
+//! user gets for bad input.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+fn fixtures_dir() -> PathBuf {
+    let dir = match std::env::var_os("NANOCHAT_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
+    };
+    assert!(
+        dir.is_dir(),
+        "fixture directory {} not found: set NANOCHAT_FIXTURES",
+        dir.display()
+    );
+    dir
+}
+
+fn scratch_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nanochat-cli-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs `nanochat ARGS` with `stdin`, with an empty base dir so nothing from the user's home leaks in.
+fn nanochat(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
+        .args(args)
+        .env(
+            "NANOCHAT_BASE_DIR",
+            std::env::temp_dir().join("nanochat-cli-empty-base"),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run nanochat");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "nanochat failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn stderr_of_failure(out: &Output) -> String {
+    assert!(
+        !out.status.success(),
+        "expected a failure, got: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !err.contains("panicked"),
+        "a bad input must not panic: {err}"
+    );
+    err
+}
+
+#[test]
+fn train_writes_nanochats_tokenizer_byte_for_byte() {
+    let dir = scratch_dir("train");
+    let input = fixtures_dir().join("tokenizer-train/train_docs.jsonl");
+    let out_dir = dir.join("tok");
+    let out = nanochat(
+        &[
+            "tok",
+            "train",
+            "--input",
+            input.to_str().unwrap(),
+            "--vocab-size",
+            "512",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        "",
+    );
+    let printed = stdout(&out);
+    assert!(printed.contains("Training time:"), "{printed}");
+    assert!(printed.contains("compression:"), "{printed}");
+    let ours = std::fs::read(out_dir.join("tokenizer.pkl")).unwrap();
+    let theirs =
+        std::fs::read(fixtures_dir().join("nanochat-2025/tokenizer/tokenizer.pkl")).unwrap();
+    assert!(
+        ours == theirs,
+        "tokenizer.pkl is not byte-identical to nanochat's"
+    );
+    assert!(out_dir.join("token_bytes.pt").exists());
+
+    // Training again into the same directory must not silently overwrite it.
+    let again = nanochat(
+        &[
+            "tok",
+            "train",
+            "--input",
+            input.to_str().unwrap(),
+            "--vocab-size",
+            "512",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(stderr_of_failure(&again).contains("--force"));
+}
+
+#[test]
+fn encode_and_decode_through_stdin() {
+    let tok_dir = fixtures_dir().join("nanochat-2025/tokenizer");
+    let tok = tok_dir.to_str().unwrap();
+    let cases: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures_dir().join("tokenizer/encode_cases.json")).unwrap(),
+    )
+    .unwrap();
+    let case = cases["extra"][0].clone(); // "Hello world" with <|bos|> prepended
+    let text = case["text"].as_str().unwrap();
+    let expected: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
+
+    let plain = stdout(&nanochat(
+        &["tok", "encode", "--tokenizer", tok, "--bos"],
+        text,
+    ));
+    let ids: Vec<u32> = plain
+        .split_whitespace()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    assert_eq!(ids, expected);
+    let json = stdout(&nanochat(
+        &["tok", "encode", "--tokenizer", tok, "--bos", "--json"],
+        text,
+    ));
+    assert_eq!(serde_json::from_str::<Vec<u32>>(&json).unwrap(), expected);
+
+    let decoded = stdout(&nanochat(
+        &["tok", "decode", "--tokenizer", tok],
+        plain.trim(),
+    ));
+    assert_eq!(decoded, format!("<|bos|>{text}"));
+    let decoded_json = stdout(&nanochat(&["tok", "decode", "--tokenizer", tok], &json));
+    assert_eq!(decoded_json, format!("<|bos|>{text}"));
+}
+
+#[test]
+fn info_and_eval_describe_the_tokenizer() {
+    let tok_dir = fixtures_dir().join("nanochat-2025/tokenizer");
+    let info = stdout(&nanochat(
+        &["tok", "info", "--tokenizer", tok_dir.to_str().unwrap()],
+        "",
+    ));
+    assert!(
+        info.contains("512") && info.contains("<|assistant_end|>"),
+        "{info}"
+    );
+    let corpus = fixtures_dir().join("tokenizer-train/train_docs.jsonl");
+    let eval = stdout(&nanochat(
+        &[
+            "tok",
+            "eval",
+            "-t",
+            tok_dir.to_str().unwrap(),
+            corpus.to_str().unwrap(),
+        ],
+        "",
+    ));
+    assert!(eval.contains("train_docs.jsonl"), "{eval}");
+}
+
+#[test]
+fn bad_input_gives_clear_errors() {
+    let dir = scratch_dir("errors");
+    let missing = nanochat(
+        &[
+            "tok",
+            "encode",
+            "--tokenizer",
+            dir.join("nope").to_str().unwrap(),
+        ],
+        "hi",
+    );
+    let err = stderr_of_failure(&missing);
+    assert!(
+        err.contains("no tokenizer at") && err.contains("nope"),
+        "{err}"
+    );
+
+    let tok = fixtures_dir().join("nanochat-2025/tokenizer");
+    let bad_ids = nanochat(
+        &["tok", "decode", "--tokenizer", tok.to_str().unwrap()],
+        "1 2 x",
+    );
+    assert!(stderr_of_failure(&bad_ids).contains("\"x\""));
+    let unknown_id = nanochat(
+        &["tok", "decode", "--tokenizer", tok.to_str().unwrap()],
+        "99999",
+    );
+    assert!(stderr_of_failure(&unknown_id).contains("99999"));
+
+    let bad_utf8 = dir.join("bad.txt");
+    std::fs::write(&bad_utf8, b"good text\n\nbad \xff byte\n").unwrap();
+    let train_bad = nanochat(
+        &[
+            "tok",
+            "train",
+            "--input",
+            bad_utf8.to_str().unwrap(),
+            "--vocab-size",
+            "300",
+            "--out",
+            dir.join("t").to_str().unwrap(),
+        ],
+        "",
+    );
+    let err = stderr_of_failure(&train_bad);
+    assert!(err.contains("bad.txt") && err.contains("UTF-8"), "{err}");
+
+    let corpus = fixtures_dir().join("tokenizer-train/train_docs.jsonl");
+    let too_small = nanochat(
+        &[
+            "tok",
+            "train",
+            "--input",
+            corpus.to_str().unwrap(),
+            "--vocab-size",
+            "100",
+            "--out",
+            dir.join("t2").to_str().unwrap(),
+        ],
+        "",
+    );
+    assert!(stderr_of_failure(&too_small).contains("265"));
+
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let train_empty = nanochat(
+        &[
+            "tok",
+            "train",
+            "--input",
+            empty.to_str().unwrap(),
+            "--vocab-size",
+            "300",
+            "--out",
+            dir.join("t3").to_str().unwrap(),
+        ],
+        "",
+    );
+    stderr_of_failure(&train_empty);
+}
+
+#[test]
+fn every_command_explains_itself() {
+    for args in [
+        vec!["--help"],
+        vec!["tok", "--help"],
+        vec!["tok", "train", "--help"],
+        vec!["tok", "encode", "--help"],
+        vec!["tok", "decode", "--help"],
+        vec!["tok", "eval", "--help"],
+        vec!["bench", "tokenizer", "--help"],
+    ] {
+        let help = stdout(&nanochat(&args, ""));
+        assert!(help.contains("Usage:"), "{args:?}: {help}");
+    }
+}
