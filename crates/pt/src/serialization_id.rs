@@ -160,7 +160,7 @@ impl StringSetOrder {
     /// `_Prime_rehash_policy::_M_need_rehash` for one insertion.
     fn need_rehash(&mut self, element_count: u64) -> Option<u64> {
         let bucket_count = self.buckets.len() as u64;
-        if element_count + 1 <= self.next_resize {
+        if element_count < self.next_resize {
             return None;
         }
         let minimum_buckets = (element_count + 1).max(if self.next_resize == 0 { 11 } else { 0 });

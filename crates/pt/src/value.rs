@@ -6,6 +6,10 @@
 //! node, and the writer memoizes by node identity exactly like CPython memoizes by `id()`.
 //! So `Value::str("x")` twice gives two different Python strings, while cloning one
 //! `Value` gives the same string twice (written once, then fetched with `BINGET`).
+//!
+//! Derived `PartialEq` and `Debug` follow every reference, so on a value that shares
+//! nodes heavily (a hostile pickle can make one) they take time exponential in its
+//! depth; code handling untrusted input walks values itself, as this crate does.
 
 use std::rc::Rc;
 

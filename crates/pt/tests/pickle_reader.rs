@@ -368,6 +368,11 @@ fn deep_nesting_and_cycles_are_refused() {
     bytes.extend(std::iter::repeat_n(0x85u8, nanochat_pt::MAX_DEPTH - 1));
     bytes.push(b'.');
     parse_ok(&bytes);
+    // A million nested persistent ids, the same.
+    let mut bytes = b"N".to_vec();
+    bytes.extend(std::iter::repeat_n(b'Q', 1_000_000));
+    bytes.push(b'.');
+    assert!(matches!(parse_err(&bytes), PickleError::TooDeep));
     // A list that contains itself.
     assert!(matches!(
         parse_err(b"]q\x00h\x00a."),

@@ -170,3 +170,29 @@ fn writer_errors() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
+
+/// Parsing what the writer wrote and writing it again gives the same bytes, also for
+/// inputs the fuzzer found (e.g. a list shared by two parents freed at different times).
+#[test]
+fn rewriting_parsed_values_is_a_fixed_point() {
+    let folders = [
+        corpus_dir(),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz_regressions"),
+    ];
+    let mut checked = 0;
+    for folder in folders {
+        for entry in std::fs::read_dir(&folder).expect("folder") {
+            let path = entry.expect("entry").path();
+            let value = parse(&std::fs::read(&path).expect("file")).expect("parses");
+            let written = dumps(&value, 4).expect("dumps");
+            let rewritten = dumps(&parse(&written).expect("reparse"), 4).expect("dumps again");
+            assert!(
+                rewritten == written,
+                "{}: not a fixed point",
+                path.display()
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 80);
+}

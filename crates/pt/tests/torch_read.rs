@@ -233,7 +233,9 @@ fn open_bytes(bytes: Vec<u8>) -> TorchFile<Cursor<Vec<u8>>> {
 #[test]
 fn strided_views_and_offsets_are_honoured() {
     let storage = int32_storage(8);
-    let cases: [(i64, &[i64], &[i64], &[i32]); 5] = [
+    /// Storage offset, shape, stride, expected elements.
+    type ViewCase = (i64, &'static [i64], &'static [i64], &'static [i32]);
+    let cases: [ViewCase; 5] = [
         (3, &[2], &[1], &[3, 4]),
         (2, &[2, 3], &[1, 2], &[2, 4, 6, 3, 5, 7]),
         (0, &[2, 2], &[4, 1], &[0, 1, 4, 5]),

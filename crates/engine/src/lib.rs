@@ -1,0 +1,3 @@
+//! nanochat's inference engine (reference §5).
+
+pub mod calculator;

@@ -1,0 +1,374 @@
+//! The nanochat GPT forward pass (reference §3.1), in the style of candle-transformers:
+//! `Attention`, `Mlp`, `Block`, `Gpt`, each with `new(cfg, vb)` and `forward`.
+//!
+//! * RMSNorm has no weight and ε = f32 machine epsilon (1.19e-7, torch's `rms_norm(eps=None)`),
+//!   not 1e-5: it is applied to the embedding, before each branch, to q and k per head (after
+//!   RoPE), and at the end.
+//! * GQA maps query head h to kv head h / (n_head / n_kv_head) (repeat-interleave). We never copy
+//!   K/V per head: the query heads of a group are stacked along the time axis instead.
+//! * Logits of every position, through `15·tanh(x/15)`.
+//! * Weights may be f32 or bf16; activations, norms, softmax and the residual stream stay f32
+//!   (matmul inputs are cast to the weight dtype; nanochat activations overflow f16, never use it).
+//!
+//! A trace callback receives named intermediate activations (the fixture names: `emb`,
+//! `block0_q_lin`, `block0_attn_y`, …) so tests can compare them with the reference.
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+
+use crate::config::{Activation, Config};
+use crate::error::{ModelError, Result};
+use crate::kv_cache::KvCache;
+use crate::rope::Rotary;
+
+/// torch.finfo(torch.float32).eps
+pub const RMS_NORM_EPS: f32 = f32::EPSILON;
+
+/// Named intermediate activations, for tests and debugging.
+pub type Trace<'a> = &'a mut dyn FnMut(&str, &Tensor);
+
+/// Weightless RMSNorm over the last dimension, in f32.
+pub fn rms_norm(x: &Tensor) -> Result<Tensor> {
+    let x = x.to_dtype(DType::F32)?;
+    let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+    Ok(x.broadcast_mul(&(mean_square + RMS_NORM_EPS as f64)?.sqrt()?.recip()?)?)
+}
+
+/// A bias-free linear layer, weight (out, in) like `nn.Linear`.
+#[derive(Clone)]
+pub struct Linear {
+    /// (out_features, in_features)
+    weight: Tensor,
+}
+
+impl Linear {
+    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            weight: vb.get((out_dim, in_dim), "weight")?,
+        })
+    }
+
+    pub fn from_weight(weight: Tensor) -> Self {
+        Self { weight }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// x (…, in) → (…, out) in f32.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims
+            .last()
+            .ok_or_else(|| ModelError::BadInput("linear input has no dimensions".into()))?;
+        let rows = x.elem_count() / in_dim;
+        let x2 = x.reshape((rows, in_dim))?.to_dtype(self.weight.dtype())?;
+        let y = x2.matmul(&self.weight.t()?)?.to_dtype(DType::F32)?;
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("non-empty") = self.weight.dim(0)?;
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+pub struct Attention {
+    c_q: Linear,
+    c_k: Linear,
+    c_v: Linear,
+    c_proj: Linear,
+    n_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+    layer: usize,
+}
+
+impl Attention {
+    pub fn new(cfg: &Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+        let hd = cfg.head_dim();
+        Ok(Self {
+            c_q: Linear::new(cfg.n_embd, cfg.n_head * hd, vb.pp("c_q"))?,
+            c_k: Linear::new(cfg.n_embd, cfg.n_kv_head * hd, vb.pp("c_k"))?,
+            c_v: Linear::new(cfg.n_embd, cfg.n_kv_head * hd, vb.pp("c_v"))?,
+            c_proj: Linear::new(cfg.n_embd, cfg.n_embd, vb.pp("c_proj"))?,
+            n_head: cfg.n_head,
+            n_kv_head: cfg.n_kv_head,
+            head_dim: hd,
+            layer,
+        })
+    }
+
+    /// x (B, T, C) normalized → (B, T, C). `offset` = positions already in `cache` (0 without).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        cache: Option<&mut KvCache>,
+        trace: Trace,
+    ) -> Result<Tensor> {
+        let (b, t, c) = x.dims3()?;
+        let (hd, nh, nkv) = (self.head_dim, self.n_head, self.n_kv_head);
+        let q = self.c_q.forward(x)?;
+        let k = self.c_k.forward(x)?;
+        let v = self.c_v.forward(x)?;
+        let name = |what: &str| format!("block{}_{what}", self.layer);
+        trace(&name("q_lin"), &q);
+        trace(&name("k_lin"), &k);
+        trace(&name("v_lin"), &v);
+        // (B, T, heads·hd) → (B, heads, T, hd)
+        let heads = |x: Tensor, n: usize| -> Result<Tensor> {
+            Ok(x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?)
+        };
+        let q = rms_norm(&rotary.apply(&heads(q, nh)?, offset)?)?;
+        let k = rms_norm(&rotary.apply(&heads(k, nkv)?, offset)?)?;
+        let v = heads(v, nkv)?;
+        trace(
+            &name("q_rope_norm"),
+            &q.transpose(1, 2)?.reshape((b, t, nh * hd))?,
+        );
+        trace(
+            &name("k_rope_norm"),
+            &k.transpose(1, 2)?.reshape((b, t, nkv * hd))?,
+        );
+
+        // Keys/values of all visible positions: (B, n_kv_head, L, hd).
+        let (k_all, v_all) = match cache {
+            Some(cache) => cache.append(self.layer, &k, &v)?,
+            None => (k, v),
+        };
+        let kv_len = k_all.dim(2)?;
+        let group = nh / nkv;
+        // Stack the `group` query heads that share a kv head along time: (B, n_kv, group·T, hd).
+        let q = q.reshape((b, nkv, group * t, hd))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let k_t = k_all.to_dtype(DType::F32)?.transpose(2, 3)?;
+        let mut scores = (q.matmul(&k_t.contiguous()?)? * scale)?; // (B, n_kv, group·T, L)
+        if t > 1 {
+            // Query j of this chunk sits at absolute position offset + j and sees keys ≤ it.
+            let mask: Vec<f32> = (0..t)
+                .flat_map(|j| {
+                    (0..kv_len).map(move |key| {
+                        if key <= offset + j {
+                            0.0
+                        } else {
+                            f32::NEG_INFINITY
+                        }
+                    })
+                })
+                .collect();
+            let mask = Tensor::from_vec(mask, (t, kv_len), x.device())?;
+            scores = scores
+                .reshape((b, nkv, group, t, kv_len))?
+                .broadcast_add(&mask)?
+                .reshape((b, nkv, group * t, kv_len))?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let y = probs.matmul(&v_all.to_dtype(DType::F32)?.contiguous()?)?; // (B, n_kv, group·T, hd)
+        let y = y
+            .reshape((b, nh, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b, t, c))?;
+        trace(&name("attn_y"), &y);
+        self.c_proj.forward(&y)
+    }
+}
+
+pub struct Mlp {
+    c_fc: Linear,
+    c_proj: Linear,
+    activation: Activation,
+    layer: usize,
+}
+
+impl Mlp {
+    pub fn new(cfg: &Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+        let hidden = cfg.mlp_hidden();
+        Ok(Self {
+            c_fc: Linear::new(cfg.n_embd, hidden, vb.pp("c_fc"))?,
+            c_proj: Linear::new(hidden, cfg.n_embd, vb.pp("c_proj"))?,
+            activation: cfg.activation,
+            layer,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, trace: Trace) -> Result<Tensor> {
+        let h = self.c_fc.forward(x)?;
+        trace(&format!("block{}_mlp_fc", self.layer), &h);
+        let h = match self.activation {
+            Activation::Relu2 => h.relu()?.sqr()?,
+            Activation::Gelu => h.gelu_erf()?,
+            Activation::Silu => candle_nn::ops::silu(&h)?,
+        };
+        self.c_proj.forward(&h)
+    }
+}
+
+pub struct Block {
+    attn: Attention,
+    mlp: Mlp,
+    layer: usize,
+}
+
+impl Block {
+    pub fn new(cfg: &Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+        Ok(Self {
+            attn: Attention::new(cfg, layer, vb.pp("attn"))?,
+            mlp: Mlp::new(cfg, layer, vb.pp("mlp"))?,
+            layer,
+        })
+    }
+
+    /// Pre-norm residual block: x + attn(norm(x)), then + mlp(norm(x)).
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        cache: Option<&mut KvCache>,
+        trace: Trace,
+    ) -> Result<Tensor> {
+        let name = |what: &str| format!("block{}_{what}", self.layer);
+        trace(&name("in"), x);
+        let a = self
+            .attn
+            .forward(&rms_norm(x)?, rotary, offset, cache, trace)?;
+        trace(&name("attn_out"), &a);
+        let x = (x + a)?;
+        let m = self.mlp.forward(&rms_norm(&x)?, trace)?;
+        trace(&name("mlp_out"), &m);
+        let x = (x + m)?;
+        trace(&name("out"), &x);
+        Ok(x)
+    }
+}
+
+pub struct Gpt {
+    /// (vocab_size, n_embd)
+    wte: Tensor,
+    blocks: Vec<Block>,
+    /// (vocab_size, n_embd); the same tensor as `wte` when embeddings are tied.
+    lm_head: Linear,
+    rotary: Rotary,
+    cfg: Config,
+}
+
+impl Gpt {
+    /// Builds the model from weights named as nanochat's state dict (`transformer.wte.weight`,
+    /// `transformer.h.{i}.attn.c_q.weight`, …, `lm_head.weight`).
+    pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        cfg.validate()?;
+        let wte = vb
+            .pp("transformer")
+            .pp("wte")
+            .get((cfg.vocab_size, cfg.n_embd), "weight")?;
+        let blocks = (0..cfg.n_layer)
+            .map(|i| Block::new(cfg, i, vb.pp("transformer").pp("h").pp(i)))
+            .collect::<Result<Vec<_>>>()?;
+        let lm_head = if cfg.tie_embeddings {
+            Linear::from_weight(wte.clone())
+        } else {
+            Linear::new(cfg.n_embd, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        let rotary = Rotary::new(cfg.rotary_len(), cfg.head_dim(), cfg.rope_base, vb.device())?;
+        Ok(Self {
+            wte,
+            blocks,
+            lm_head,
+            rotary,
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    pub fn device(&self) -> &Device {
+        self.wte.device()
+    }
+
+    /// The dtype the weights are stored in.
+    pub fn weight_dtype(&self) -> DType {
+        self.lm_head.weight().dtype()
+    }
+
+    /// A KV cache for this model: `batch` rows, room for `capacity` positions.
+    pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<KvCache> {
+        KvCache::new(
+            self.cfg.n_layer,
+            batch,
+            self.cfg.n_kv_head,
+            self.cfg.head_dim(),
+            capacity,
+            DType::F32,
+            self.device(),
+        )
+    }
+
+    /// The final hidden states (B, T, C) after the last norm.
+    pub fn forward_hidden(
+        &self,
+        ids: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        trace: Trace,
+    ) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        let offset = cache.as_ref().map_or(0, |c| c.pos());
+        if let Some(cache) = cache.as_deref_mut() {
+            cache.reserve(t)?;
+        }
+        let emb = self
+            .wte
+            .embedding(&ids.flatten_all()?)?
+            .to_dtype(DType::F32)?;
+        let emb = emb.reshape((ids.dim(0)?, t, self.cfg.n_embd))?;
+        trace("emb", &emb);
+        let mut x = rms_norm(&emb)?;
+        trace("emb_norm", &x);
+        for block in &self.blocks {
+            x = block.forward(&x, &self.rotary, offset, cache.as_deref_mut(), trace)?;
+        }
+        if let Some(cache) = cache {
+            cache.advance(t);
+        }
+        let x = rms_norm(&x)?;
+        trace("final_norm", &x);
+        Ok(x)
+    }
+
+    /// Logits (…, vocab) from final hidden states, softcapped.
+    pub fn logits(&self, hidden: &Tensor, trace: Trace) -> Result<Tensor> {
+        let raw = self.lm_head.forward(hidden)?;
+        trace("lm_head_raw", &raw);
+        let logits = match self.cfg.logit_softcap {
+            Some(cap) => ((raw / cap as f64)?.tanh()? * cap as f64)?,
+            None => raw,
+        };
+        trace("logits", &logits);
+        Ok(logits)
+    }
+
+    /// ids (B, T) u32 → logits (B, T, vocab) f32 for every position.
+    pub fn forward(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        self.forward_traced(ids, cache, &mut |_, _| {})
+    }
+
+    pub fn forward_traced(
+        &self,
+        ids: &Tensor,
+        cache: Option<&mut KvCache>,
+        trace: Trace,
+    ) -> Result<Tensor> {
+        let hidden = self.forward_hidden(ids, cache, trace)?;
+        self.logits(&hidden, trace)
+    }
+
+    /// Logits of the last position only, (B, vocab): what generation needs, without the
+    /// lm_head cost of every prompt position.
+    pub fn forward_last(&self, ids: &Tensor, cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let hidden = self.forward_hidden(ids, cache, &mut |_, _| {})?;
+        let t = hidden.dim(1)?;
+        let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
+        self.logits(&last, &mut |_, _| {})
+    }
+}

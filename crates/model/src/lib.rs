@@ -1,0 +1,14 @@
+//! The nanochat GPT (reference §3) on candle: its config, forward pass, rotary tables, KV cache
+//! and checkpoints (nanochat's `.pt` + meta JSON, and our safetensors format).
+
+pub mod checkpoint;
+pub mod config;
+pub mod error;
+pub mod gpt;
+pub mod kv_cache;
+pub mod rope;
+
+pub use config::{Activation, Config};
+pub use error::{ModelError, Result};
+pub use gpt::Gpt;
+pub use kv_cache::KvCache;
