@@ -10,8 +10,10 @@
 //!   byte-identical to `torch.save` (layout, alignment, zip64 rules, serialization id).
 
 pub mod dtype;
+mod long_int;
 pub mod opcodes;
 pub mod pickle;
+mod pickle_error;
 mod pickle_graph;
 pub mod pickle_writer;
 mod serialization_id;

@@ -17,62 +17,14 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use crate::opcodes::{self as op, describe_opcode};
+use crate::long_int::int_from_twos_complement;
+use crate::opcodes as op;
+pub use crate::pickle_error::{PickleError, HIGHEST_PROTOCOL};
 pub use crate::pickle_graph::MAX_DEPTH;
 use crate::pickle_graph::{
     Composite, ConstructionNode, FreezeError, Freezer, Graph, Node, ObjectNode,
 };
 use crate::value::{Global, Value};
-
-/// The highest pickle protocol the reader accepts.
-pub const HIGHEST_PROTOCOL: u8 = 5;
-
-/// Why a pickle could not be read. Offsets are those of the failing opcode.
-#[derive(Debug, thiserror::Error)]
-pub enum PickleError {
-    #[error("pickle truncated: {} at offset {offset} needs {needed} bytes but only {available} are left", describe_opcode(*opcode))]
-    Truncated {
-        offset: usize,
-        opcode: u8,
-        needed: u64,
-        available: usize,
-    },
-    #[error("pickle ends at offset {offset} without a STOP opcode")]
-    MissingStop { offset: usize },
-    #[error("unsupported pickle opcode {} at offset {offset}", describe_opcode(*opcode))]
-    UnsupportedOpcode { offset: usize, opcode: u8 },
-    #[error("unsupported pickle protocol {protocol} at offset {offset} (highest known is {HIGHEST_PROTOCOL})")]
-    UnsupportedProtocol { offset: usize, protocol: u8 },
-    #[error("{} at offset {offset}: pickle stack underflow", describe_opcode(*opcode))]
-    StackUnderflow { offset: usize, opcode: u8 },
-    #[error("{} at offset {offset}: no MARK on the stack", describe_opcode(*opcode))]
-    MissingMark { offset: usize, opcode: u8 },
-    #[error("{} at offset {offset}: memo index {index} was never stored", describe_opcode(*opcode))]
-    MissingMemo {
-        offset: usize,
-        opcode: u8,
-        index: u64,
-    },
-    #[error("{} at offset {offset}: invalid UTF-8 in a string", describe_opcode(*opcode))]
-    InvalidUtf8 { offset: usize, opcode: u8 },
-    #[error("{} at offset {offset}: expected {expected}, found {found}", describe_opcode(*opcode))]
-    UnexpectedType {
-        offset: usize,
-        opcode: u8,
-        expected: &'static str,
-        found: String,
-    },
-    #[error("{} at offset {offset}: {detail}", describe_opcode(*opcode))]
-    Invalid {
-        offset: usize,
-        opcode: u8,
-        detail: String,
-    },
-    #[error("pickle nests deeper than {MAX_DEPTH} levels")]
-    TooDeep,
-    #[error("pickle contains a self-referencing structure, which is not supported")]
-    Recursive,
-}
 
 /// Reads one pickle and returns the object it describes. Bytes after `STOP` are ignored,
 /// as `pickle.loads` does.
@@ -601,35 +553,4 @@ fn is_shallow(value: &Value) -> bool {
         Value::Tuple(items) => items.iter().all(is_scalar),
         other => is_scalar(other),
     }
-}
-
-/// An `int` from little-endian two's complement bytes (`LONG1`/`LONG4` operands).
-pub(crate) fn int_from_twos_complement(digits: &[u8]) -> Value {
-    let minimal = minimal_twos_complement(digits);
-    if minimal.len() <= 8 {
-        let negative = minimal.last().is_some_and(|&byte| byte & 0x80 != 0);
-        let mut wide = if negative { [0xffu8; 8] } else { [0u8; 8] };
-        wide[..minimal.len()].copy_from_slice(minimal);
-        Value::Int(i64::from_le_bytes(wide))
-    } else {
-        Value::BigInt(Rc::from(minimal))
-    }
-}
-
-/// Drops redundant sign-extension bytes from little-endian two's complement.
-pub(crate) fn minimal_twos_complement(digits: &[u8]) -> &[u8] {
-    let mut length = digits.len();
-    while length > 1 {
-        let top = digits[length - 1];
-        let next_sign = digits[length - 2] & 0x80;
-        if (top == 0x00 && next_sign == 0) || (top == 0xff && next_sign != 0) {
-            length -= 1;
-        } else {
-            break;
-        }
-    }
-    if length == 1 && digits[0] == 0 {
-        length = 0;
-    }
-    &digits[..length]
 }

@@ -9,7 +9,6 @@
 //! `BINGET`s of a big container cost nothing) and refusing cycles and deep nesting.
 
 use std::cell::RefCell;
-use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::rc::Rc;
 

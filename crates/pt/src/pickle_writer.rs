@@ -29,8 +29,8 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use crate::long_int::minimal_twos_complement;
 use crate::opcodes as op;
-use crate::pickle::minimal_twos_complement;
 use crate::value::{Construction, Global, Object, Value};
 
 /// Items per `SETITEMS`/`APPENDS` batch (CPython's `BATCHSIZE`).
