@@ -2,10 +2,8 @@
 //! sequence (atol 1e-4), chunked prefill through the KV cache, layer intermediates, rotary
 //! tables, and bf16 weights within a stated tolerance.
 
-mod common;
-
 use candle_core::{DType, Device, Tensor};
-use common::{fixture, fixture_json, max_abs_diff, read_npy};
+use nanochat_fixtures::{fixture, fixture_json, max_abs_diff, read_npy};
 use nanochat_model::checkpoint::{find_checkpoint, load_checkpoint, LoadedModel, Source};
 use nanochat_model::rope::rotary_tables;
 

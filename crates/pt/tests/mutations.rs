@@ -3,11 +3,9 @@
 //! every position, and random splices from a fixed seed. Errors are expected; a panic
 //! (or a runaway allocation, which would abort) is a bug.
 
-mod common;
-
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use common::read_fixture;
+use nanochat_fixtures::read_fixture;
 use nanochat_pt::{dumps, encoding_from_pickle, parse, TorchFile, Value};
 
 /// xorshift64*: a small deterministic generator for the random mutations.

@@ -2,9 +2,7 @@
 //! tokens), comparing them with `vocab.json`, re-writing them byte-identically, and the
 //! errors for pickles that are not encodings.
 
-mod common;
-
-use common::{read_fixture, read_json_fixture};
+use nanochat_fixtures::{fixture_json, read_fixture};
 use nanochat_pt::{
     dumps, encoding_from_pickle, encoding_to_pickle, parse, Object, TiktokenError, Value,
 };
@@ -22,7 +20,7 @@ fn hex_decode(text: &str) -> Vec<u8> {
 #[test]
 fn small_encoding_matches_vocab_json() {
     let encoding = encoding_from_pickle(&read_fixture(SMALL)).expect("tokenizer.pkl");
-    let vocab = read_json_fixture("tokenizer/vocab.json");
+    let vocab = fixture_json("tokenizer/vocab.json");
     assert_eq!(encoding.name, "rustbpe");
     assert_eq!(
         encoding.pat_str,

@@ -2,11 +2,9 @@
 //! tensors, `_orig_mod.` keys), strided views, and an error naming the file and entry for
 //! each way an archive can be wrong.
 
-mod common;
-
 use std::io::{Cursor, Write};
 
-use common::{fixture_path, read_fixture, read_json_fixture, read_npy_f32};
+use nanochat_fixtures::{fixture, fixture_json, read_fixture, read_npy};
 use nanochat_pt::{dumps, DType, Object, TorchErrorKind, TorchFile, Value};
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipWriter};
@@ -14,7 +12,7 @@ use zip::{CompressionMethod, ZipWriter};
 #[test]
 fn small_token_bytes_table() {
     let mut file =
-        TorchFile::open(fixture_path("nanochat-2025/tokenizer/token_bytes.pt")).expect("open");
+        TorchFile::open(fixture("nanochat-2025/tokenizer/token_bytes.pt")).expect("open");
     assert_eq!(file.archive_prefix(), "archive");
     let tensor = file.single_tensor().expect("tensor");
     assert_eq!(
@@ -29,7 +27,7 @@ fn small_token_bytes_table() {
         ),
         ("0", 512, 0)
     );
-    let expected: Vec<i32> = read_json_fixture("tokenizer/vocab.json")["token_bytes"]
+    let expected: Vec<i32> = fixture_json("tokenizer/vocab.json")["token_bytes"]
         .as_array()
         .expect("token_bytes")
         .iter()
@@ -43,7 +41,7 @@ fn small_token_bytes_table() {
 
 #[test]
 fn large_token_bytes_table() {
-    let mut file = TorchFile::open(fixture_path("tokenizer-65k/token_bytes.pt")).expect("open");
+    let mut file = TorchFile::open(fixture("tokenizer-65k/token_bytes.pt")).expect("open");
     let tensor = file.single_tensor().expect("tensor");
     assert_eq!(tensor.shape, vec![65_536]);
     let values = file.read_i32(&tensor).expect("values");
@@ -76,12 +74,12 @@ fn expected_key_order(n_layer: usize) -> Vec<String> {
 
 #[test]
 fn every_checkpoint_matches_the_manifest() {
-    let manifest = read_json_fixture("checkpoints_manifest.json");
+    let manifest = fixture_json("checkpoints_manifest.json");
     let checkpoints = manifest["checkpoints"].as_array().expect("checkpoints");
     assert!(checkpoints.len() >= 6);
     for checkpoint in checkpoints {
         let model_file = checkpoint["model_file"].as_str().expect("model_file");
-        let file = TorchFile::open(fixture_path(model_file)).expect("open checkpoint");
+        let file = TorchFile::open(fixture(model_file)).expect("open checkpoint");
         let state_dict = file.state_dict().expect("state dict");
         let expected = checkpoint["tensors"].as_object().expect("tensors");
         assert_eq!(state_dict.len(), expected.len(), "{model_file}");
@@ -121,7 +119,7 @@ fn every_checkpoint_matches_the_manifest() {
 
 #[test]
 fn d3_checkpoint_has_bf16_embedding_and_prefix_from_file_name() {
-    let file = TorchFile::open(fixture_path(
+    let file = TorchFile::open(fixture(
         "nanochat-2025/chatsft_checkpoints/d3/model_000650.pt",
     ))
     .expect("open");
@@ -136,13 +134,13 @@ fn d3_checkpoint_has_bf16_embedding_and_prefix_from_file_name() {
 /// The embedding rows of the `fox` sequence equal the `emb` activation (bf16 → f32 is exact).
 #[test]
 fn embedding_rows_equal_the_reference_activations() {
-    let index = read_json_fixture("outputs/intermediates_index.json");
+    let index = fixture_json("outputs/intermediates_index.json");
     for (model, checkpoint) in [
         ("sft_d3", "chatsft_checkpoints/d3/model_000650.pt"),
         ("base_d2", "base_checkpoints/d2/model_000000.pt"),
     ] {
         let mut file =
-            TorchFile::open(fixture_path(&format!("nanochat-2025/{checkpoint}"))).expect("open");
+            TorchFile::open(fixture(&format!("nanochat-2025/{checkpoint}"))).expect("open");
         let (_, wte) = file
             .state_dict()
             .expect("state dict")
@@ -156,7 +154,8 @@ fn embedding_rows_equal_the_reference_activations() {
             .iter()
             .map(|id| id.as_u64().expect("id") as usize)
             .collect();
-        let (shape, expected) = read_npy_f32(&format!("outputs/{model}/intermediates/emb.npy"));
+        let npy = read_npy(&format!("outputs/{model}/intermediates/emb.npy"));
+        let (shape, expected) = (npy.shape, npy.f32);
         let width = wte.shape[1];
         assert_eq!(shape, vec![ids.len(), width]);
         let rows: Vec<f32> = ids

@@ -2,11 +2,9 @@
 //! byte for byte (zip layout, data.pkl, CRCs and the serialization id), and what is
 //! written reads back with the same values.
 
-mod common;
-
 use std::path::PathBuf;
 
-use common::{fixture_path, read_fixture, read_json_fixture};
+use nanochat_fixtures::{fixture, fixture_json, read_fixture};
 use nanochat_pt::{
     default_archive_prefix, write_torch, write_torch_file, DType, SaveRoot, TensorToWrite,
     TorchErrorKind, TorchFile, Value,
@@ -41,7 +39,7 @@ fn differing_positions(ours: &[u8], theirs: &[u8]) -> Vec<usize> {
 
 #[test]
 fn token_bytes_is_byte_identical_to_nanochats() {
-    let values: Vec<i32> = read_json_fixture("tokenizer/vocab.json")["token_bytes"]
+    let values: Vec<i32> = fixture_json("tokenizer/vocab.json")["token_bytes"]
         .as_array()
         .expect("token_bytes")
         .iter()
@@ -70,7 +68,7 @@ fn token_bytes_is_byte_identical_to_nanochats() {
 
 #[test]
 fn large_token_bytes_is_byte_identical() {
-    let mut original = TorchFile::open(fixture_path("tokenizer-65k/token_bytes.pt")).expect("open");
+    let mut original = TorchFile::open(fixture("tokenizer-65k/token_bytes.pt")).expect("open");
     let tensor = original.single_tensor().expect("tensor");
     let data = original.read_tensor_bytes(&tensor).expect("bytes");
     let root = SaveRoot::Tensor(TensorToWrite {
@@ -105,10 +103,10 @@ fn module_versions(root: &Value) -> Option<Vec<(String, i64)>> {
 
 #[test]
 fn every_checkpoint_is_rewritten_byte_identical() {
-    let manifest = read_json_fixture("checkpoints_manifest.json");
+    let manifest = fixture_json("checkpoints_manifest.json");
     for checkpoint in manifest["checkpoints"].as_array().expect("checkpoints") {
         let model_file = checkpoint["model_file"].as_str().expect("model_file");
-        let mut original = TorchFile::open(fixture_path(model_file)).expect("open");
+        let mut original = TorchFile::open(fixture(model_file)).expect("open");
         let versions = module_versions(original.root()).expect("_metadata");
         assert_eq!(versions[0], (String::new(), 1), "root module first");
         let state_dict = original.state_dict().expect("state dict");

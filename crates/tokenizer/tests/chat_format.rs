@@ -1,9 +1,7 @@
 //! nanochat's chat format (`render_conversation`, `render_for_completion`, chat_web's prompt) on
 //! every case of `tokenizer/chat_format_cases.json`, errors included.
 
-mod common;
-
-use common::{fixture, fixture_json};
+use nanochat_fixtures::{fixture, fixture_json};
 use nanochat_tokenizer::chat::{render_conversation, render_for_completion, Conversation, Message};
 use nanochat_tokenizer::{Tokenizer, TokenizerError};
 use serde_json::Value;

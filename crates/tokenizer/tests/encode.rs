@@ -1,9 +1,7 @@
 //! Encode/decode parity with nanochat's tokenizers (tiktoken `encode_ordinary` semantics) on the
 //! golden fixtures: the 512-vocab fixture tokenizer and the realistic 65,536-vocab one.
 
-mod common;
-
-use common::{fixture, fixture_json};
+use nanochat_fixtures::{fixture, fixture_json};
 use nanochat_tokenizer::split::{Splitter, NANOCHAT_SPLIT_PATTERN};
 use nanochat_tokenizer::token_bytes::load_token_bytes;
 use nanochat_tokenizer::Tokenizer;

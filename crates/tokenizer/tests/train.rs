@@ -2,11 +2,9 @@
 //! fixtures: training on `tokenizer-train/train_docs.jsonl` at vocab 512 must reproduce
 //! `tokenizer/vocab.json` exactly.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
-use common::{fixture, fixture_json};
+use nanochat_fixtures::{fixture, fixture_json, scratch_dir};
 use nanochat_tokenizer::corpus::{crop_chars, CorpusOptions, CorpusReader};
 use nanochat_tokenizer::split::NANOCHAT_SPLIT_PATTERN;
 use nanochat_tokenizer::train::{train, train_from_chunk_counts, TrainProgress, TrainedBpe};
@@ -77,13 +75,6 @@ fn assert_matches_fixture_vocab(bpe: &TrainedBpe) {
 }
 
 /// A scratch directory for files a test writes (removed at the start of the next run).
-fn scratch_dir(test: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("nanochat-train-test-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir
-}
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
