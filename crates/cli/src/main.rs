@@ -5,6 +5,9 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod chat;
+mod generate;
+mod model_args;
 mod tok;
 mod tok_train;
 
@@ -26,6 +29,10 @@ struct Cli {
 enum Command {
     /// Train, inspect and run tokenizers (nanochat's tokenizer.pkl format).
     Tok(tok::TokArgs),
+    /// Chat with a model in the terminal (like nanochat's chat_cli.py).
+    Chat(chat::ChatArgs),
+    /// Raw completion of a prompt, for scripts (--json for machine-readable output).
+    Generate(generate::GenerateArgs),
     /// Measure speed: tokenizer encode/decode/training throughput.
     Bench(bench::BenchArgs),
 }
@@ -34,6 +41,8 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Tok(args) => tok::run(args),
+        Command::Chat(args) => chat::run(args),
+        Command::Generate(args) => generate::run(args),
         Command::Bench(args) => bench::run(args),
     };
     if let Err(error) = result {

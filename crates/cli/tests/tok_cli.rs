@@ -6,25 +6,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-fn fixtures_dir() -> PathBuf {
-    let dir = match std::env::var_os("NANOCHAT_FIXTURES") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
-    };
-    assert!(
-        dir.is_dir(),
-        "fixture directory {} not found: set NANOCHAT_FIXTURES",
-        dir.display()
-    );
-    dir
-}
-
-fn scratch_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nanochat-cli-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use nanochat_fixtures::{fixtures_dir, scratch_dir};
 
 /// Runs `nanochat ARGS` with `stdin`, with an empty base dir so nothing from the user's home leaks in.
 fn nanochat(args: &[&str], stdin: &str) -> Output {

@@ -1,3 +1,14 @@
-//! nanochat's inference engine (reference §5).
+//! nanochat's inference engine (reference §5): KV-cached generation of one or more rows with the
+//! calculator tool, sampling (nanochat's temperature/top-k plus the OpenAI-style knobs a server
+//! needs), and UTF-8-safe text streaming.
 
 pub mod calculator;
+pub mod engine;
+pub mod error;
+pub mod sampling;
+pub mod stream;
+
+pub use engine::{Column, Engine, EngineTokens, GenerateOptions, Generation};
+pub use error::{EngineError, Result};
+pub use sampling::{Sampler, SamplingParams};
+pub use stream::TextStream;
