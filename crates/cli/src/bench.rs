@@ -25,6 +25,34 @@ enum BenchCommand {
     /// Tokenizer training, encode and decode throughput on a corpus (build a 50 MB one with
     /// scripts/make_bench_corpus.sh).
     Tokenizer(TokenizerBenchArgs),
+    /// Prefill and decode speed of a randomly initialised nanochat-shaped model (no download),
+    /// or of a real checkpoint with --model.
+    Engine(EngineBenchArgs),
+}
+
+#[derive(Args)]
+struct EngineBenchArgs {
+    /// Depth of the model (nanochat's shape rule: 64·depth wide, heads of 128).
+    #[arg(long, default_value_t = 20)]
+    depth: usize,
+    /// Vocabulary size of the random model.
+    #[arg(long, default_value_t = 65536)]
+    vocab_size: usize,
+    /// Weight dtype: f32 or bf16.
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Prompt length in tokens.
+    #[arg(long, default_value_t = 32)]
+    prompt: usize,
+    /// Tokens to generate per run.
+    #[arg(long, default_value_t = 128)]
+    gen: usize,
+    /// Timed runs (the median is reported) after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Benchmark this checkpoint (directory or model_<step>.pt/.safetensors) instead.
+    #[arg(long)]
+    model: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -69,6 +97,7 @@ const REFERENCES: [Reference; 2] = [
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Tokenizer(a) => bench_tokenizer(a),
+        BenchCommand::Engine(a) => bench_engine(a),
     }
 }
 
@@ -174,6 +203,106 @@ fn bench_tokenizer(args: TokenizerBenchArgs) -> Result<()> {
             "decode(encode(corpus)) differs from the corpus"
         );
         println!("  decode, 1t       {:>8.2} MB/s", mb / t_decode);
+    }
+    Ok(())
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in bytes.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn bench_engine(args: EngineBenchArgs) -> Result<()> {
+    use candle_core::{DType, Device};
+    use nanochat_engine::{Engine, GenerateOptions};
+    use nanochat_model::init::{random_model, InitOptions};
+    use nanochat_model::Config;
+
+    let dtype = match args.dtype.as_str() {
+        "f32" => DType::F32,
+        "bf16" => DType::BF16,
+        other => anyhow::bail!("unknown --dtype {other:?} (expected f32 or bf16)"),
+    };
+    let started = Instant::now();
+    let (model, label) = match &args.model {
+        Some(path) => {
+            let files = nanochat_model::checkpoint::checkpoint_at_path(path, None)?;
+            let loaded = nanochat_model::checkpoint::load_checkpoint(&files, dtype, &Device::Cpu)?;
+            (loaded.model, files.weights.display().to_string())
+        }
+        None => {
+            let cfg = Config::for_depth(args.depth, args.vocab_size);
+            let model = random_model(&cfg, 42, dtype, &Device::Cpu, &InitOptions::benchmark())?;
+            (
+                model,
+                format!("random d{} ({} params)", args.depth, cfg.num_parameters()),
+            )
+        }
+    };
+    let load_s = started.elapsed().as_secs_f64();
+    let cfg = model.config().clone();
+    println!(
+        "{label}: {} layers, {} wide, vocab {}, {:?}; built/loaded in {load_s:.2}s",
+        cfg.n_layer, cfg.n_embd, cfg.vocab_size, dtype
+    );
+    // The engine needs a tokenizer only for the calculator, which random tokens never trigger.
+    let tokenizer = nanochat_tokenizer::Tokenizer::with_nanochat_specials(
+        (0..=255u8).map(|b| vec![b]).collect(),
+    )?;
+    let engine = Engine::new(&model, &tokenizer)?;
+    let prompt: Vec<u32> = (0..args.prompt as u32).map(|i| (i * 7919) % 256).collect();
+    let run = |gen: usize| -> Result<(f64, Vec<f64>)> {
+        let options = GenerateOptions {
+            max_tokens: Some(gen),
+            stop_token_ids: vec![],
+            use_tools: false,
+            ..GenerateOptions::default()
+        };
+        let t = Instant::now();
+        let mut generation = engine.generate(&prompt, &options)?;
+        generation.next_column()?;
+        let prefill = t.elapsed().as_secs_f64();
+        let mut steps = Vec::with_capacity(gen);
+        loop {
+            let t = Instant::now();
+            if generation.next_column()?.is_none() {
+                break;
+            }
+            steps.push(t.elapsed().as_secs_f64());
+        }
+        Ok((prefill, steps))
+    };
+    run(8)?; // warm-up
+    let (mut prefills, mut decodes) = (Vec::new(), Vec::new());
+    for _ in 0..args.runs.max(1) {
+        let (prefill, mut steps) = run(args.gen)?;
+        prefills.push(prefill);
+        decodes.push(median(&mut steps));
+    }
+    let (prefill, decode) = (median(&mut prefills), median(&mut decodes));
+    println!(
+        "prefill {} tokens: {:.1} ms ({:.1} tok/s)",
+        args.prompt,
+        prefill * 1e3,
+        args.prompt as f64 / prefill
+    );
+    println!(
+        "decode: {:.1} ms/token ({:.2} tok/s), median of {} runs of {} tokens",
+        decode * 1e3,
+        1.0 / decode,
+        args.runs,
+        args.gen
+    );
+    if let Some(rss) = peak_rss_bytes() {
+        println!("peak RSS: {:.2} GB", rss as f64 / 1e9);
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod chat;
+mod convert;
 mod generate;
 mod model_args;
 mod tok;
@@ -33,6 +34,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// Raw completion of a prompt, for scripts (--json for machine-readable output).
     Generate(generate::GenerateArgs),
+    /// Convert a nanochat .pt checkpoint to our safetensors format (fast loading, optional bf16).
+    Convert(convert::ConvertArgs),
     /// Measure speed: tokenizer encode/decode/training throughput.
     Bench(bench::BenchArgs),
 }
@@ -43,6 +46,7 @@ fn main() {
         Command::Tok(args) => tok::run(args),
         Command::Chat(args) => chat::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Bench(args) => bench::run(args),
     };
     if let Err(error) = result {

@@ -110,7 +110,11 @@ struct RowState {
 
 impl<'a> Engine<'a> {
     pub fn new(model: &'a Gpt, tokenizer: &'a Tokenizer) -> Result<Self> {
-        Ok(Self { model, tokenizer, tokens: EngineTokens::of(tokenizer)? })
+        Ok(Self {
+            model,
+            tokenizer,
+            tokens: EngineTokens::of(tokenizer)?,
+        })
     }
 
     pub fn model(&self) -> &Gpt {
@@ -126,12 +130,20 @@ impl<'a> Engine<'a> {
     }
 
     /// Starts generating: runs the prefill and returns the state machine.
-    pub fn generate(&self, prompt: &[u32], options: &GenerateOptions) -> Result<Generation<'_, 'a>> {
+    pub fn generate(
+        &self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+    ) -> Result<Generation<'_, 'a>> {
         Generation::new(self, prompt, options)
     }
 
     /// nanochat's `generate_batch`: every row's prompt + reply (terminal token excluded) and masks.
-    pub fn generate_batch(&self, prompt: &[u32], options: &GenerateOptions) -> Result<(Vec<Vec<u32>>, Vec<Vec<u8>>)> {
+    pub fn generate_batch(
+        &self,
+        prompt: &[u32],
+        options: &GenerateOptions,
+    ) -> Result<(Vec<Vec<u32>>, Vec<Vec<u8>>)> {
         let mut results = vec![prompt.to_vec(); options.num_samples];
         let mut masks = vec![vec![0u8; prompt.len()]; options.num_samples];
         let mut completed = vec![false; options.num_samples];
@@ -176,16 +188,25 @@ pub struct Generation<'e, 'a> {
 impl<'e, 'a> Generation<'e, 'a> {
     fn new(engine: &'e Engine<'a>, prompt: &[u32], options: &GenerateOptions) -> Result<Self> {
         if prompt.is_empty() {
-            return Err(EngineError::BadRequest("the prompt must not be empty".into()));
+            return Err(EngineError::BadRequest(
+                "the prompt must not be empty".into(),
+            ));
         }
         if options.num_samples == 0 {
-            return Err(EngineError::BadRequest("num_samples must be at least 1".into()));
+            return Err(EngineError::BadRequest(
+                "num_samples must be at least 1".into(),
+            ));
         }
-        options.sampling.validate().map_err(EngineError::BadRequest)?;
+        options
+            .sampling
+            .validate()
+            .map_err(EngineError::BadRequest)?;
         let model = engine.model;
         let vocab = model.config().vocab_size as u32;
         if let Some(bad) = prompt.iter().find(|&&t| t >= vocab) {
-            return Err(EngineError::BadRequest(format!("token id {bad} is outside the vocabulary ({vocab})")));
+            return Err(EngineError::BadRequest(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
         }
         let limit = model.config().rotary_len();
         let capacity = match options.max_tokens {
@@ -205,7 +226,10 @@ impl<'e, 'a> Generation<'e, 'a> {
         let logits = model.forward_last(&ids, Some(&mut prefill_cache))?;
         let mut cache = model.new_cache(options.num_samples, capacity.max(prompt.len()))?;
         cache.broadcast_from(&prefill_cache)?;
-        let row = RowState { context: prompt.to_vec(), ..RowState::default() };
+        let row = RowState {
+            context: prompt.to_vec(),
+            ..RowState::default()
+        };
         Ok(Self {
             engine,
             options: options.clone(),
@@ -248,7 +272,9 @@ impl<'e, 'a> Generation<'e, 'a> {
 
     /// Runs one step; `None` when generation is over.
     pub fn next_column(&mut self) -> Result<Option<Column>> {
-        if self.options.max_tokens.is_some_and(|m| self.generated >= m) || self.rows.iter().all(|r| r.completed) {
+        if self.options.max_tokens.is_some_and(|m| self.generated >= m)
+            || self.rows.iter().all(|r| r.completed)
+        {
             return Ok(None);
         }
         let sampled: Vec<u32> = if self.first {
@@ -260,10 +286,18 @@ impl<'e, 'a> Generation<'e, 'a> {
                 return Ok(None); // the context is full
             }
             let ids = Tensor::from_vec(self.previous.clone(), (self.rows.len(), 1), self.device())?;
-            self.logits = self.engine.model.forward_last(&ids, Some(&mut self.cache))?;
-            (0..self.rows.len()).map(|row| self.sample_row(row, row)).collect::<Result<_>>()?
+            self.logits = self
+                .engine
+                .model
+                .forward_last(&ids, Some(&mut self.cache))?;
+            (0..self.rows.len())
+                .map(|row| self.sample_row(row, row))
+                .collect::<Result<_>>()?
         };
-        let mut column = Column { tokens: Vec::with_capacity(sampled.len()), masks: Vec::with_capacity(sampled.len()) };
+        let mut column = Column {
+            tokens: Vec::with_capacity(sampled.len()),
+            masks: Vec::with_capacity(sampled.len()),
+        };
         for (row, sampled_token) in sampled.into_iter().enumerate() {
             let (token, mask) = match self.rows[row].forced.pop_front() {
                 Some(forced) => (forced, 0),
@@ -282,7 +316,9 @@ impl<'e, 'a> Generation<'e, 'a> {
     fn sample_row(&mut self, row: usize, logits_row: usize) -> Result<u32> {
         let mut logits: Vec<f32> = self.logits.get(logits_row)?.to_vec1()?;
         let state = &self.rows[row];
-        Ok(self.sampler.sample(&mut logits, &state.context, self.prompt_len))
+        Ok(self
+            .sampler
+            .sample(&mut logits, &state.context, self.prompt_len))
     }
 
     /// Appends `token` to `row` and runs the tool state machine.

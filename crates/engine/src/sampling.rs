@@ -48,11 +48,17 @@ impl Default for SamplingParams {
 impl SamplingParams {
     /// nanochat's knobs: temperature and top-k.
     pub fn nanochat(temperature: f32, top_k: Option<usize>) -> Self {
-        Self { temperature, top_k, ..Self::default() }
+        Self {
+            temperature,
+            top_k,
+            ..Self::default()
+        }
     }
 
     fn uses_penalties(&self) -> bool {
-        self.presence_penalty != 0.0 || self.frequency_penalty != 0.0 || self.repetition_penalty != 1.0
+        self.presence_penalty != 0.0
+            || self.frequency_penalty != 0.0
+            || self.repetition_penalty != 1.0
     }
 
     /// Checks ranges; the message names the parameter.
@@ -74,9 +80,15 @@ impl SamplingParams {
             }
         }
         if !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0) {
-            return Err(format!("repetition_penalty must be > 0, got {}", self.repetition_penalty));
+            return Err(format!(
+                "repetition_penalty must be > 0, got {}",
+                self.repetition_penalty
+            ));
         }
-        for (name, v) in [("presence_penalty", self.presence_penalty), ("frequency_penalty", self.frequency_penalty)] {
+        for (name, v) in [
+            ("presence_penalty", self.presence_penalty),
+            ("frequency_penalty", self.frequency_penalty),
+        ] {
             if !v.is_finite() {
                 return Err(format!("{name} must be a finite number, got {v}"));
             }
@@ -106,7 +118,11 @@ pub struct Sampler {
 
 impl Sampler {
     pub fn new(params: SamplingParams, seed: u64) -> Self {
-        Self { params, rng: StdRng::seed_from_u64(seed), candidates: Vec::new() }
+        Self {
+            params,
+            rng: StdRng::seed_from_u64(seed),
+            candidates: Vec::new(),
+        }
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -130,8 +146,14 @@ impl Sampler {
         }
         let inv_t = 1.0 / p.temperature;
         self.candidates.clear();
-        self.candidates.extend(logits.iter().enumerate().map(|(i, &l)| (i as u32, l * inv_t)));
-        let by_logit_desc = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        self.candidates.extend(
+            logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, l * inv_t)),
+        );
+        let by_logit_desc =
+            |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
         if let Some(k) = p.top_k {
             let k = k.min(self.candidates.len());
             if k < self.candidates.len() {
@@ -171,7 +193,9 @@ impl Sampler {
                 return c.0;
             }
         }
-        self.candidates.last().map_or_else(|| argmax(logits), |c| c.0)
+        self.candidates
+            .last()
+            .map_or_else(|| argmax(logits), |c| c.0)
     }
 }
 
@@ -185,7 +209,11 @@ fn apply_penalties(p: &SamplingParams, logits: &mut [f32], context: &[u32], prom
         }
         for (l, s) in logits.iter_mut().zip(seen) {
             if s {
-                *l = if *l > 0.0 { *l / p.repetition_penalty } else { *l * p.repetition_penalty };
+                *l = if *l > 0.0 {
+                    *l / p.repetition_penalty
+                } else {
+                    *l * p.repetition_penalty
+                };
             }
         }
     }
@@ -222,7 +250,9 @@ mod tests {
         }
         let draws = |seed| {
             let mut s = Sampler::new(SamplingParams::nanochat(1.0, None), seed);
-            (0..50).map(|_| s.sample(&mut logits.clone(), &[], 0)).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| s.sample(&mut logits.clone(), &[], 0))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draws(3), draws(3));
         assert_ne!(draws(3), draws(4));
@@ -233,7 +263,9 @@ mod tests {
         let logits = [0.0f32, (3.0f32).ln()]; // p = 0.25, 0.75
         let mut s = Sampler::new(SamplingParams::nanochat(1.0, None), 1);
         let n = 20_000;
-        let ones = (0..n).filter(|_| s.sample(&mut logits.clone(), &[], 0) == 1).count();
+        let ones = (0..n)
+            .filter(|_| s.sample(&mut logits.clone(), &[], 0) == 1)
+            .count();
         let frac = ones as f64 / n as f64;
         assert!((frac - 0.75).abs() < 0.02, "{frac}");
     }
@@ -244,22 +276,34 @@ mod tests {
         let mut p = SamplingParams::nanochat(1.0, None);
         p.top_p = Some(0.5);
         let mut s = Sampler::new(p, 2);
-        assert!((0..200).all(|_| s.sample(&mut logits.clone(), &[], 0) == 0), "top_p keeps only the best");
+        assert!(
+            (0..200).all(|_| s.sample(&mut logits.clone(), &[], 0) == 0),
+            "top_p keeps only the best"
+        );
         let mut p = SamplingParams::nanochat(1.0, None);
         p.min_p = Some(0.5);
         let mut s = Sampler::new(p, 2);
-        assert!((0..200).all(|_| s.sample(&mut logits.clone(), &[], 0) < 2), "min_p drops the unlikely");
+        assert!(
+            (0..200).all(|_| s.sample(&mut logits.clone(), &[], 0) < 2),
+            "min_p drops the unlikely"
+        );
         let mut p = SamplingParams::default();
         p.logit_bias = vec![(3, 100.0)];
         assert_eq!(Sampler::new(p, 0).sample(&mut logits.clone(), &[], 0), 3);
         let mut p = SamplingParams::default();
         p.frequency_penalty = 1.0;
         // token 0 appeared twice in the reply: 3.0 - 2 < 2.9
-        assert_eq!(Sampler::new(p, 0).sample(&mut logits.clone(), &[0, 0], 0), 1);
+        assert_eq!(
+            Sampler::new(p, 0).sample(&mut logits.clone(), &[0, 0], 0),
+            1
+        );
         let mut p = SamplingParams::default();
         p.presence_penalty = 1.0;
         // prompt tokens do not count for presence
-        assert_eq!(Sampler::new(p.clone(), 0).sample(&mut logits.clone(), &[0], 1), 0);
+        assert_eq!(
+            Sampler::new(p.clone(), 0).sample(&mut logits.clone(), &[0], 1),
+            0
+        );
         assert_eq!(Sampler::new(p, 0).sample(&mut logits.clone(), &[0], 0), 1);
         let mut p = SamplingParams::default();
         p.repetition_penalty = 2.0;

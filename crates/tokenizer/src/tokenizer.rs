@@ -39,7 +39,7 @@ pub struct Tokenizer {
     /// Special tokens in file order.
     specials: Vec<(String, u32)>,
     special_by_name: FxHashMap<String, u32>,
-    /// Bytes of each special id, indexed by `id - first_special`; specials sit after the ranks.
+    /// Text of each special id.
     special_text_by_id: FxHashMap<u32, String>,
     vocab_size: usize,
 }
