@@ -5,6 +5,7 @@
 pub mod calculator;
 pub mod engine;
 pub mod error;
+mod python_numbers;
 pub mod sampling;
 pub mod stream;
 
