@@ -13,4 +13,4 @@ fi
 
 # Two cores: build with both, run test binaries with both.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked --no-fail-fast
