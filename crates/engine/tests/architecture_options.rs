@@ -35,27 +35,56 @@ fn variants() -> Vec<(&'static str, Config)> {
 fn every_option_generates_and_cached_decode_matches_full_forward() {
     let tok = Tokenizer::with_nanochat_specials((0..=255u8).map(|b| vec![b]).collect()).unwrap();
     for (name, cfg) in variants() {
-        let model = random_model(&cfg, 7, DType::F32, &Device::Cpu, &InitOptions::nonzero()).unwrap();
+        let model =
+            random_model(&cfg, 7, DType::F32, &Device::Cpu, &InitOptions::nonzero()).unwrap();
         let engine = Engine::new(&model, &tok).unwrap();
-        let prompt = tok.encode_with_specials("Hello there", Some(tok.bos_id().unwrap()), None).unwrap();
-        let options = GenerateOptions { max_tokens: Some(12), stop_token_ids: vec![], ..GenerateOptions::default() };
+        let prompt = tok
+            .encode_with_specials("Hello there", Some(tok.bos_id().unwrap()), None)
+            .unwrap();
+        let options = GenerateOptions {
+            max_tokens: Some(12),
+            stop_token_ids: vec![],
+            ..GenerateOptions::default()
+        };
         let mut generation = engine.generate(&prompt, &options).unwrap();
         let mut sequence = prompt.clone();
         let mut cached_logits = Vec::new();
         while let Some(column) = generation.next_column().unwrap() {
-            cached_logits.extend(generation.last_logits().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            cached_logits.extend(
+                generation
+                    .last_logits()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap(),
+            );
             sequence.push(column.tokens[0]);
         }
-        assert_eq!(sequence.len(), prompt.len() + 12, "{name}: generated 12 tokens");
+        assert_eq!(
+            sequence.len(),
+            prompt.len() + 12,
+            "{name}: generated 12 tokens"
+        );
         // The logits used at each step, recomputed without a cache from the whole prefix.
         let ids = Tensor::from_vec(sequence.clone(), (1, sequence.len()), &Device::Cpu).unwrap();
         let full = model.forward(&ids, None).unwrap();
-        let full: Vec<f32> =
-            full.narrow(1, prompt.len() - 1, 12).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let full: Vec<f32> = full
+            .narrow(1, prompt.len() - 1, 12)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
         let diff = max_abs_diff(&cached_logits, &full);
-        assert!(diff < 1e-4, "{name}: cached decode vs full forward max |Δ| = {diff}");
+        assert!(
+            diff < 1e-4,
+            "{name}: cached decode vs full forward max |Δ| = {diff}"
+        );
         if cfg.logit_softcap.is_some() {
-            assert!(full.iter().all(|l| l.abs() <= 15.0), "{name}: softcap bounds the logits");
+            assert!(
+                full.iter().all(|l| l.abs() <= 15.0),
+                "{name}: softcap bounds the logits"
+            );
         }
     }
 }

@@ -354,7 +354,8 @@ fn candle_dtype(path: &Path, name: &str, dtype: nanochat_pt::DType) -> Result<DT
 
 /// Reads every tensor of a nanochat `.pt` state dict, keys stripped of `_orig_mod.`.
 pub fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let bad = |e: nanochat_pt::TorchError| ModelError::checkpoint(path, e.to_string());
+    // TorchError names the file itself; keep only what went wrong.
+    let bad = |e: nanochat_pt::TorchError| ModelError::checkpoint(path, e.kind.to_string());
     let mut file = nanochat_pt::TorchFile::open(path).map_err(bad)?;
     let records = file.state_dict().map_err(bad)?;
     let mut tensors = Vec::with_capacity(records.len());
@@ -372,6 +373,17 @@ pub fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
 pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let map = candle_core::safetensors::load(path, &Device::Cpu)
         .map_err(|e| ModelError::checkpoint(path, e.to_string()))?;
+    for (name, tensor) in &map {
+        if !matches!(tensor.dtype(), DType::F32 | DType::BF16 | DType::F16) {
+            return Err(ModelError::checkpoint(
+                path,
+                format!(
+                    "tensor {name:?} has dtype {:?}, expected a float type",
+                    tensor.dtype()
+                ),
+            ));
+        }
+    }
     Ok(map.into_iter().collect())
 }
 

@@ -287,6 +287,32 @@ impl Gpt {
         self.wte.device()
     }
 
+    /// Every weight under its nanochat state-dict name, in nanochat's order (wte, per layer
+    /// c_q, c_k, c_v, attn c_proj, c_fc, mlp c_proj, then lm_head). Tied embeddings give one
+    /// tensor, `transformer.wte.weight`, and no `lm_head.weight`. Tensors are shared, not copied.
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("transformer.wte.weight".to_string(), self.wte.clone())];
+        for (i, block) in self.blocks.iter().enumerate() {
+            for (part, linear) in [
+                ("attn.c_q", &block.attn.c_q),
+                ("attn.c_k", &block.attn.c_k),
+                ("attn.c_v", &block.attn.c_v),
+                ("attn.c_proj", &block.attn.c_proj),
+                ("mlp.c_fc", &block.mlp.c_fc),
+                ("mlp.c_proj", &block.mlp.c_proj),
+            ] {
+                out.push((
+                    format!("transformer.h.{i}.{part}.weight"),
+                    linear.weight.clone(),
+                ));
+            }
+        }
+        if !self.cfg.tie_embeddings {
+            out.push(("lm_head.weight".to_string(), self.lm_head.weight.clone()));
+        }
+        out
+    }
+
     /// The dtype the weights are stored in.
     pub fn weight_dtype(&self) -> DType {
         self.lm_head.weight().dtype()

@@ -5,8 +5,10 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod gpt;
+pub mod init;
 pub mod kv_cache;
 pub mod rope;
+pub mod save;
 
 pub use config::{Activation, Config};
 pub use error::{ModelError, Result};
