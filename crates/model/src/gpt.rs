@@ -142,7 +142,7 @@ impl Attention {
         let q = q.reshape((b, nkv, group * t, hd))?;
         let scale = 1.0 / (hd as f64).sqrt();
         let k_t = k_all.to_dtype(DType::F32)?.transpose(2, 3)?;
-        let mut scores = (q.matmul(&k_t.contiguous()?)? * scale)?; // (B, n_kv, group·T, L)
+        let mut scores = (q.matmul(&k_t)? * scale)?; // (B, n_kv, group·T, L)
         if t > 1 {
             // Query j of this chunk sits at absolute position offset + j and sees keys ≤ it.
             let mask: Vec<f32> = (0..t)
@@ -163,7 +163,7 @@ impl Attention {
                 .reshape((b, nkv, group * t, kv_len))?;
         }
         let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-        let y = probs.matmul(&v_all.to_dtype(DType::F32)?.contiguous()?)?; // (B, n_kv, group·T, hd)
+        let y = probs.matmul(&v_all.to_dtype(DType::F32)?)?; // (B, n_kv, group·T, hd)
         let y = y
             .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
