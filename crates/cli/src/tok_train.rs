@@ -15,9 +15,9 @@ use nanochat_tokenizer::Tokenizer;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// Training text: .jsonl (one JSON string, or object with "text", per line), .txt (documents
-    /// separated by blank lines), .parquet (nanochat shards, "text" column), or a directory of
-    /// .parquet shards. Read in the order given.
+    /// Training text: .jsonl (one JSON string, or object with "text", per line), .txt or no
+    /// extension (plain text, documents separated by blank lines), .parquet (nanochat shards,
+    /// "text" column), or a directory of .parquet shards. Read in the order given.
     #[arg(long, short = 'i', required = true, num_args = 1..)]
     input: Vec<PathBuf>,
     /// Vocabulary size including nanochat's 9 special tokens (at least 265).

@@ -6,7 +6,7 @@
 //! * `.jsonl` — one document per non-empty line; the line is either a JSON string or a JSON object
 //!   with a string field `"text"` (other fields are ignored). Lines holding only whitespace are
 //!   skipped.
-//! * `.txt` — plain UTF-8 text; **documents are separated by blank lines** (a line that is empty or
+//! * `.txt`, or no extension — plain UTF-8 text; **documents are separated by blank lines** (a line that is empty or
 //!   holds only whitespace). Each document is its lines joined by their own line breaks, without
 //!   the line break after its last line. Several blank lines in a row are one separator.
 //! * `.parquet` — nanochat's pretraining shards (reference §7.3): the string column `text`, read
@@ -98,12 +98,13 @@ fn format_of(path: &Path) -> Result<Format> {
         .map(|e| e.to_ascii_lowercase());
     match ext.as_deref() {
         Some("jsonl") => Ok(Format::Jsonl),
-        Some("txt") => Ok(Format::Txt),
+        // A file without an extension (README, LICENSE, GPL-3…) is plain text.
+        Some("txt") | None => Ok(Format::Txt),
         Some("parquet") => Ok(Format::Parquet),
         _ => Err(TokenizerError::BadFile {
             path: path.to_path_buf(),
             message: format!(
-                "unsupported corpus file type (supported extensions: {})",
+                "unsupported corpus file type (supported: {}, or no extension for plain text)",
                 SUPPORTED_EXTENSIONS
                     .iter()
                     .map(|e| format!(".{e}"))
