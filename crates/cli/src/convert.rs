@@ -20,7 +20,7 @@ pub struct ConvertArgs {
     pub to: PathBuf,
     /// Store every tensor as bf16 or f32. Default: keep each tensor's dtype (CUDA-trained
     /// nanochat checkpoints have a bf16 embedding and f32 everything else).
-    #[arg(long, value_parser = parse_dtype)]
+    #[arg(long, value_parser = crate::model_args::parse_dtype)]
     pub dtype: Option<DType>,
     /// Step to convert when --from is a directory. Default: the last one.
     #[arg(long)]
@@ -32,14 +32,6 @@ pub struct ConvertArgs {
     /// tokenizer.pkl, else $NANOCHAT_BASE_DIR/tokenizer.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-}
-
-fn parse_dtype(s: &str) -> Result<DType, String> {
-    match s {
-        "f32" | "float32" | "fp32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        _ => Err(format!("unknown dtype {s:?} (expected bf16 or f32)")),
-    }
 }
 
 fn dtype_name(dtype: DType) -> &'static str {

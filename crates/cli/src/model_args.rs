@@ -38,7 +38,8 @@ pub struct ModelArgs {
     pub tokenizer: Option<PathBuf>,
 }
 
-fn parse_dtype(s: &str) -> Result<DType, String> {
+/// `f32` or `bf16` (also `float32`/`fp32`, `bfloat16`), as `--dtype` takes it.
+pub fn parse_dtype(s: &str) -> Result<DType, String> {
     match s {
         "f32" | "float32" | "fp32" => Ok(DType::F32),
         "bf16" | "bfloat16" => Ok(DType::BF16),

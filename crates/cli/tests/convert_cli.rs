@@ -2,38 +2,10 @@
 //! safetensors directory that `nanochat generate --model` runs with the same greedy output,
 //! refusal to overwrite without --force, --dtype bf16, and clear errors.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod support;
 
 use nanochat_fixtures::{fixture, fixture_json, scratch_dir};
-
-fn nanochat(args: &[&str], base_dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .args(args)
-        .env("NANOCHAT_BASE_DIR", base_dir)
-        .output()
-        .expect("run nanochat")
-}
-
-fn success(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "nanochat failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn failure(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+use support::{failure, nanochat, success};
 
 #[test]
 fn converted_model_is_self_contained_and_generates_the_same() {

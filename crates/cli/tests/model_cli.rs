@@ -2,44 +2,10 @@
 //! discovery under NANOCHAT_BASE_DIR, `--model PATH`, greedy output equal to nanochat's, the
 //! calculator tool through the chat CLI, and clear errors.
 
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+mod support;
 
 use nanochat_fixtures::{fixture, fixture_json, scratch_dir};
-
-fn nanochat(args: &[&str], base_dir: &Path, stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .args(args)
-        .env("NANOCHAT_BASE_DIR", base_dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run nanochat");
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
-}
-
-fn success(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "nanochat failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn failure(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected failure, got {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
+use support::{failure, nanochat_stdin, success};
 
 #[test]
 fn generate_discovers_the_default_checkpoint_and_matches_nanochat() {
@@ -54,7 +20,7 @@ fn generate_discovers_the_default_checkpoint_and_matches_nanochat() {
         .collect::<Vec<_>>()
         .join(",");
     // No --model: the default source is sft, whose largest tag is d3 at step 650.
-    let out = nanochat(
+    let out = nanochat_stdin(
         &[
             "generate",
             "--prompt-ids",
@@ -89,7 +55,7 @@ fn generate_stops_at_assistant_end_and_runs_the_calculator() {
         .collect::<Vec<_>>()
         .join(",");
     let model = base.join("chatsft_checkpoints/d1");
-    let out = nanochat(
+    let out = nanochat_stdin(
         &[
             "generate",
             "--model",
@@ -112,7 +78,7 @@ fn generate_stops_at_assistant_end_and_runs_the_calculator() {
 fn chat_one_shot_answers_with_the_tool() {
     let base = fixture("nanochat-2025");
     let model = base.join("chatsft_checkpoints/d1/model_000000.pt");
-    let out = nanochat(
+    let out = nanochat_stdin(
         &[
             "chat",
             "--model",
@@ -140,7 +106,7 @@ fn chat_one_shot_answers_with_the_tool() {
 fn chat_interactive_quits_and_clears() {
     let base = fixture("nanochat-2025");
     let model = base.join("chatsft_checkpoints/d1");
-    let out = nanochat(
+    let out = nanochat_stdin(
         &["chat", "--model", model.to_str().unwrap(), "-t", "0"],
         &base,
         "What is 12*34?\nclear\n\nquit\n",
@@ -155,12 +121,12 @@ fn chat_interactive_quits_and_clears() {
 #[test]
 fn missing_models_say_where_they_looked_and_what_to_do() {
     let empty = scratch_dir("no-models");
-    let err = failure(&nanochat(&["generate", "--prompt", "hi"], &empty, ""));
+    let err = failure(&nanochat_stdin(&["generate", "--prompt", "hi"], &empty, ""));
     assert!(
         err.contains("NANOCHAT_BASE_DIR") && err.contains("--model"),
         "{err}"
     );
-    let err = failure(&nanochat(
+    let err = failure(&nanochat_stdin(
         &[
             "generate",
             "--model",
@@ -173,7 +139,7 @@ fn missing_models_say_where_they_looked_and_what_to_do() {
     ));
     assert!(err.contains("/nonexistent/model_000001.pt"), "{err}");
     let base = fixture("nanochat-2025");
-    let err = failure(&nanochat(
+    let err = failure(&nanochat_stdin(
         &["generate", "--prompt-ids", "1,2,99999", "--max-tokens", "2"],
         &base,
         "",

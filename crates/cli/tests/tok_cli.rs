@@ -2,51 +2,20 @@
 //! must be nanochat's tokenizer, byte for byte), encode, decode, eval, info, and the errors a
 //! user gets for bad input.
 
-use std::io::Write;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use nanochat_fixtures::{fixtures_dir, scratch_dir};
+use support::{failure, nanochat_stdin, success};
 
-/// Runs `nanochat ARGS` with `stdin`, with an empty base dir so nothing from the user's home leaks in.
+mod support;
+
+/// `nanochat ARGS` with `stdin`, and an empty base dir so nothing from the user's home leaks in.
 fn nanochat(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-        .args(args)
-        .env(
-            "NANOCHAT_BASE_DIR",
-            std::env::temp_dir().join("nanochat-cli-empty-base"),
-        )
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run nanochat");
-    // The command may exit (on a bad argument) before reading its input: ignore a broken pipe.
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "nanochat failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
-
-fn stderr_of_failure(out: &Output) -> String {
-    assert!(
-        !out.status.success(),
-        "expected a failure, got: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !err.contains("panicked"),
-        "a bad input must not panic: {err}"
-    );
-    err
+    nanochat_stdin(
+        args,
+        &std::env::temp_dir().join("nanochat-cli-empty-base"),
+        stdin,
+    )
 }
 
 #[test]
@@ -67,7 +36,7 @@ fn train_writes_nanochats_tokenizer_byte_for_byte() {
         ],
         "",
     );
-    let printed = stdout(&out);
+    let printed = success(&out);
     assert!(printed.contains("Training time:"), "{printed}");
     assert!(printed.contains("compression:"), "{printed}");
     let ours = std::fs::read(out_dir.join("tokenizer.pkl")).unwrap();
@@ -93,7 +62,7 @@ fn train_writes_nanochats_tokenizer_byte_for_byte() {
         ],
         "",
     );
-    assert!(stderr_of_failure(&again).contains("--force"));
+    assert!(failure(&again).contains("--force"));
 }
 
 #[test]
@@ -108,7 +77,7 @@ fn encode_and_decode_through_stdin() {
     let text = case["text"].as_str().unwrap();
     let expected: Vec<u32> = serde_json::from_value(case["ids"].clone()).unwrap();
 
-    let plain = stdout(&nanochat(
+    let plain = success(&nanochat(
         &["tok", "encode", "--tokenizer", tok, "--bos"],
         text,
     ));
@@ -117,25 +86,25 @@ fn encode_and_decode_through_stdin() {
         .map(|s| s.parse().unwrap())
         .collect();
     assert_eq!(ids, expected);
-    let json = stdout(&nanochat(
+    let json = success(&nanochat(
         &["tok", "encode", "--tokenizer", tok, "--bos", "--json"],
         text,
     ));
     assert_eq!(serde_json::from_str::<Vec<u32>>(&json).unwrap(), expected);
 
-    let decoded = stdout(&nanochat(
+    let decoded = success(&nanochat(
         &["tok", "decode", "--tokenizer", tok],
         plain.trim(),
     ));
     assert_eq!(decoded, format!("<|bos|>{text}"));
-    let decoded_json = stdout(&nanochat(&["tok", "decode", "--tokenizer", tok], &json));
+    let decoded_json = success(&nanochat(&["tok", "decode", "--tokenizer", tok], &json));
     assert_eq!(decoded_json, format!("<|bos|>{text}"));
 }
 
 #[test]
 fn info_and_eval_describe_the_tokenizer() {
     let tok_dir = fixtures_dir().join("nanochat-2025/tokenizer");
-    let info = stdout(&nanochat(
+    let info = success(&nanochat(
         &["tok", "info", "--tokenizer", tok_dir.to_str().unwrap()],
         "",
     ));
@@ -144,7 +113,7 @@ fn info_and_eval_describe_the_tokenizer() {
         "{info}"
     );
     let corpus = fixtures_dir().join("tokenizer-train/train_docs.jsonl");
-    let eval = stdout(&nanochat(
+    let eval = success(&nanochat(
         &[
             "tok",
             "eval",
@@ -169,7 +138,7 @@ fn bad_input_gives_clear_errors() {
         ],
         "hi",
     );
-    let err = stderr_of_failure(&missing);
+    let err = failure(&missing);
     assert!(
         err.contains("no tokenizer at") && err.contains("nope"),
         "{err}"
@@ -180,12 +149,12 @@ fn bad_input_gives_clear_errors() {
         &["tok", "decode", "--tokenizer", tok.to_str().unwrap()],
         "1 2 x",
     );
-    assert!(stderr_of_failure(&bad_ids).contains("\"x\""));
+    assert!(failure(&bad_ids).contains("\"x\""));
     let unknown_id = nanochat(
         &["tok", "decode", "--tokenizer", tok.to_str().unwrap()],
         "99999",
     );
-    assert!(stderr_of_failure(&unknown_id).contains("99999"));
+    assert!(failure(&unknown_id).contains("99999"));
 
     let bad_utf8 = dir.join("bad.txt");
     std::fs::write(&bad_utf8, b"good text\n\nbad \xff byte\n").unwrap();
@@ -202,7 +171,7 @@ fn bad_input_gives_clear_errors() {
         ],
         "",
     );
-    let err = stderr_of_failure(&train_bad);
+    let err = failure(&train_bad);
     assert!(err.contains("bad.txt") && err.contains("UTF-8"), "{err}");
 
     let corpus = fixtures_dir().join("tokenizer-train/train_docs.jsonl");
@@ -219,7 +188,7 @@ fn bad_input_gives_clear_errors() {
         ],
         "",
     );
-    assert!(stderr_of_failure(&too_small).contains("265"));
+    assert!(failure(&too_small).contains("265"));
 
     let empty = dir.join("empty.txt");
     std::fs::write(&empty, "").unwrap();
@@ -236,7 +205,7 @@ fn bad_input_gives_clear_errors() {
         ],
         "",
     );
-    stderr_of_failure(&train_empty);
+    failure(&train_empty);
 }
 
 #[test]
@@ -250,7 +219,7 @@ fn every_command_explains_itself() {
         vec!["tok", "eval", "--help"],
         vec!["bench", "tokenizer", "--help"],
     ] {
-        let help = stdout(&nanochat(&args, ""));
+        let help = success(&nanochat(&args, ""));
         assert!(help.contains("Usage:"), "{args:?}: {help}");
     }
 }

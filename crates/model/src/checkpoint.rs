@@ -23,6 +23,7 @@ use candle_nn::VarBuilder;
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::gpt::Gpt;
+use crate::state_dict::validate_tensors;
 
 /// The training stage a checkpoint comes from, and its directory under the base dir.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,64 +283,6 @@ pub fn read_meta(path: &Path) -> Result<(serde_json::Value, Config)> {
     Ok((meta, config))
 }
 
-/// Tensor names a nanochat model of `cfg` has, in nanochat's state-dict order.
-pub fn expected_tensor_names(cfg: &Config) -> Vec<String> {
-    let mut names = vec!["transformer.wte.weight".to_string()];
-    for i in 0..cfg.n_layer {
-        for part in [
-            "attn.c_q",
-            "attn.c_k",
-            "attn.c_v",
-            "attn.c_proj",
-            "mlp.c_fc",
-            "mlp.c_proj",
-        ] {
-            names.push(format!("transformer.h.{i}.{part}.weight"));
-        }
-    }
-    if !cfg.tie_embeddings {
-        names.push("lm_head.weight".to_string());
-    }
-    names
-}
-
-const NEWER_FORMAT_KEYS: [&str; 7] = [
-    "resid_lambdas",
-    "x0_lambdas",
-    "smear_lambda",
-    "backout_lambda",
-    "smear_gate",
-    "value_embeds",
-    "ve_gate",
-];
-
-/// Checks the tensor names against the config: newer-nanochat tensors, missing, unexpected.
-fn check_tensor_names(path: &Path, cfg: &Config, names: &[&str]) -> Result<()> {
-    if let Some(newer) = names
-        .iter()
-        .find(|n| NEWER_FORMAT_KEYS.iter().any(|k| n.contains(k)))
-    {
-        return Err(ModelError::checkpoint(
-            path,
-            format!("has tensor {newer:?}: this checkpoint is from a newer nanochat (2026 architecture), which is not supported yet"),
-        ));
-    }
-    let expected = expected_tensor_names(cfg);
-    if let Some(missing) = expected.iter().find(|e| !names.contains(&e.as_str())) {
-        return Err(ModelError::checkpoint(
-            path,
-            format!("tensor {missing:?} is missing"),
-        ));
-    }
-    if let Some(extra) = names.iter().find(|n| !expected.iter().any(|e| e == *n)) {
-        return Err(ModelError::checkpoint(
-            path,
-            format!("unexpected tensor {extra:?} for this model_config"),
-        ));
-    }
-    Ok(())
-}
-
 fn candle_dtype(path: &Path, name: &str, dtype: nanochat_pt::DType) -> Result<DType> {
     match dtype {
         nanochat_pt::DType::F32 => Ok(DType::F32),
@@ -373,17 +316,6 @@ pub fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
 pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let map = candle_core::safetensors::load(path, &Device::Cpu)
         .map_err(|e| ModelError::checkpoint(path, e.to_string()))?;
-    for (name, tensor) in &map {
-        if !matches!(tensor.dtype(), DType::F32 | DType::BF16 | DType::F16) {
-            return Err(ModelError::checkpoint(
-                path,
-                format!(
-                    "tensor {name:?} has dtype {:?}, expected a float type",
-                    tensor.dtype()
-                ),
-            ));
-        }
-    }
     Ok(map.into_iter().collect())
 }
 
@@ -406,8 +338,7 @@ pub fn load_checkpoint(
         WeightFormat::Torch => read_torch_state_dict(&files.weights)?,
         WeightFormat::Safetensors => read_safetensors(&files.weights)?,
     };
-    let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
-    check_tensor_names(&files.weights, &config, &names)?;
+    validate_tensors(&files.weights, &config, &tensors)?;
     let map: HashMap<String, Tensor> = tensors.into_iter().collect();
     let vb = VarBuilder::from_tensors(map, dtype, device);
     let model =

@@ -26,10 +26,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
-use crate::checkpoint::expected_tensor_names;
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::gpt::Gpt;
+use crate::state_dict::expected_tensor_names;
 
 /// Elements drawn from one random stream.
 pub const BLOCK: usize = 1 << 16;

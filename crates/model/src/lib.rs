@@ -9,6 +9,7 @@ pub mod init;
 pub mod kv_cache;
 pub mod rope;
 pub mod save;
+pub mod state_dict;
 
 pub use config::{Activation, Config};
 pub use error::{ModelError, Result};
