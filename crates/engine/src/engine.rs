@@ -89,6 +89,9 @@ impl Default for GenerateOptions {
     }
 }
 
+/// Every row's tokens (prompt + reply) and masks (0 prompt or forced, 1 sampled).
+pub type RowsAndMasks = (Vec<Vec<u32>>, Vec<Vec<u8>>);
+
 /// One step's output: a token and a mask (1 sampled, 0 forced by the tool) per row.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Column {
@@ -143,7 +146,7 @@ impl<'a> Engine<'a> {
         &self,
         prompt: &[u32],
         options: &GenerateOptions,
-    ) -> Result<(Vec<Vec<u32>>, Vec<Vec<u8>>)> {
+    ) -> Result<RowsAndMasks> {
         let mut results = vec![prompt.to_vec(); options.num_samples];
         let mut masks = vec![vec![0u8; prompt.len()]; options.num_samples];
         let mut completed = vec![false; options.num_samples];

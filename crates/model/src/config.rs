@@ -217,19 +217,19 @@ impl Config {
                 return bad(format!("{name} must be positive"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!(
                 "n_embd ({}) must be divisible by n_head ({})",
                 self.n_embd, self.n_head
             ));
         }
-        if self.head_dim() % 2 != 0 {
+        if !self.head_dim().is_multiple_of(2) {
             return bad(format!(
                 "head_dim = n_embd / n_head = {} must be even for rotary embeddings",
                 self.head_dim()
             ));
         }
-        if self.n_kv_head > self.n_head || self.n_head % self.n_kv_head != 0 {
+        if self.n_kv_head > self.n_head || !self.n_head.is_multiple_of(self.n_kv_head) {
             return bad(format!(
                 "n_head ({}) must be a multiple of n_kv_head ({})",
                 self.n_head, self.n_kv_head

@@ -74,8 +74,7 @@ fn assert_matches_fixture_vocab(bpe: &TrainedBpe) {
     assert_eq!(bpe.pattern, NANOCHAT_SPLIT_PATTERN);
 }
 
-/// A scratch directory for files a test writes (removed at the start of the next run).
-
+/// Writes `bytes` to `dir/name` and returns the path.
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).expect("write scratch file");
