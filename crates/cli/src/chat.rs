@@ -31,16 +31,9 @@ pub struct ChatArgs {
 pub fn run(args: ChatArgs) -> Result<()> {
     let (loaded, tokenizer) = args.model.load()?;
     let engine = Engine::new(&loaded.model, &tokenizer)?;
-    let special = |name: &str| tokenizer.special(name);
-    let (bos, user_start, user_end) = (
-        special("<|bos|>")?,
-        special("<|user_start|>")?,
-        special("<|user_end|>")?,
-    );
-    let (assistant_start, assistant_end) = (
-        special("<|assistant_start|>")?,
-        special("<|assistant_end|>")?,
-    );
+    let ids = tokenizer.special_ids()?;
+    let (bos, user_start, user_end) = (ids.bos, ids.user_start, ids.user_end);
+    let (assistant_start, assistant_end) = (ids.assistant_start, ids.assistant_end);
     let options = GenerateOptions {
         max_tokens: Some(args.max_tokens),
         sampling: SamplingParams::nanochat(args.temperature, Some(args.top_k)),

@@ -25,41 +25,17 @@ use std::collections::VecDeque;
 
 use candle_core::{Device, Tensor};
 use nanochat_model::{Gpt, KvCache};
-use nanochat_tokenizer::Tokenizer;
+use nanochat_tokenizer::{SpecialIds, Tokenizer};
 
 use crate::calculator::use_calculator;
 use crate::error::{EngineError, Result};
 use crate::sampling::{Sampler, SamplingParams};
 
-/// The special tokens the engine acts on.
-#[derive(Clone, Copy, Debug)]
-pub struct EngineTokens {
-    pub bos: u32,
-    pub assistant_end: u32,
-    pub python_start: u32,
-    pub python_end: u32,
-    pub output_start: u32,
-    pub output_end: u32,
-}
-
-impl EngineTokens {
-    pub fn of(tok: &Tokenizer) -> Result<Self> {
-        Ok(Self {
-            bos: tok.special("<|bos|>")?,
-            assistant_end: tok.special("<|assistant_end|>")?,
-            python_start: tok.special("<|python_start|>")?,
-            python_end: tok.special("<|python_end|>")?,
-            output_start: tok.special("<|output_start|>")?,
-            output_end: tok.special("<|output_end|>")?,
-        })
-    }
-}
-
 /// A model with its tokenizer, ready to generate.
 pub struct Engine<'a> {
     model: &'a Gpt,
     tokenizer: &'a Tokenizer,
-    tokens: EngineTokens,
+    tokens: SpecialIds,
 }
 
 /// What to generate.
@@ -116,7 +92,7 @@ impl<'a> Engine<'a> {
         Ok(Self {
             model,
             tokenizer,
-            tokens: EngineTokens::of(tokenizer)?,
+            tokens: tokenizer.special_ids()?,
         })
     }
 
@@ -128,7 +104,7 @@ impl<'a> Engine<'a> {
         self.tokenizer
     }
 
-    pub fn tokens(&self) -> EngineTokens {
+    pub fn tokens(&self) -> SpecialIds {
         self.tokens
     }
 

@@ -9,7 +9,7 @@ mod python_numbers;
 pub mod sampling;
 pub mod stream;
 
-pub use engine::{Column, Engine, EngineTokens, GenerateOptions, Generation};
+pub use engine::{Column, Engine, GenerateOptions, Generation};
 pub use error::{EngineError, Result};
 pub use sampling::{Sampler, SamplingParams};
 pub use stream::TextStream;

@@ -83,35 +83,6 @@ impl ChatFormatError {
     }
 }
 
-/// Special-token ids of the chat format, looked up once.
-struct ChatTokens {
-    bos: u32,
-    user_start: u32,
-    user_end: u32,
-    assistant_start: u32,
-    assistant_end: u32,
-    python_start: u32,
-    python_end: u32,
-    output_start: u32,
-    output_end: u32,
-}
-
-impl ChatTokens {
-    fn of(tok: &Tokenizer) -> Result<Self> {
-        Ok(Self {
-            bos: tok.special("<|bos|>")?,
-            user_start: tok.special("<|user_start|>")?,
-            user_end: tok.special("<|user_end|>")?,
-            assistant_start: tok.special("<|assistant_start|>")?,
-            assistant_end: tok.special("<|assistant_end|>")?,
-            python_start: tok.special("<|python_start|>")?,
-            python_end: tok.special("<|python_end|>")?,
-            output_start: tok.special("<|output_start|>")?,
-            output_end: tok.special("<|output_end|>")?,
-        })
-    }
-}
-
 /// The outcome of rendering: tokens and, per token, 1 if the model is trained to produce it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendered {
@@ -170,7 +141,7 @@ pub fn render_conversation(
     conversation: &Conversation,
     max_tokens: usize,
 ) -> Result<Rendered> {
-    let t = ChatTokens::of(tok)?;
+    let t = tok.special_ids()?;
     let messages = merge_system(&conversation.messages)?;
     if messages.is_empty() {
         return Err(ChatFormatError::Empty.into());

@@ -17,4 +17,4 @@ pub use chat::{
     render_conversation, render_for_completion, ChatFormatError, Conversation, Message,
 };
 pub use error::{Result, TokenizerError};
-pub use tokenizer::{Tokenizer, SPECIAL_TOKENS};
+pub use tokenizer::{SpecialIds, Tokenizer, SPECIAL_TOKENS};

@@ -32,6 +32,21 @@ pub const BOS: &str = "<|bos|>";
 pub const TOKENIZER_PICKLE: &str = "tokenizer.pkl";
 pub const TOKEN_BYTES_FILE: &str = "token_bytes.pt";
 
+/// The ids of nanochat's nine special tokens, looked up once (the chat format and the engine
+/// act on them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpecialIds {
+    pub bos: u32,
+    pub user_start: u32,
+    pub user_end: u32,
+    pub assistant_start: u32,
+    pub assistant_end: u32,
+    pub python_start: u32,
+    pub python_end: u32,
+    pub output_start: u32,
+    pub output_end: u32,
+}
+
 pub struct Tokenizer {
     name: String,
     splitter: Splitter,
@@ -231,6 +246,21 @@ impl Tokenizer {
             .get(name)
             .copied()
             .ok_or_else(|| TokenizerError::UnknownSpecialToken(name.to_string()))
+    }
+
+    /// The nine chat/tool special tokens; an error names the first one this tokenizer lacks.
+    pub fn special_ids(&self) -> Result<SpecialIds> {
+        Ok(SpecialIds {
+            bos: self.special("<|bos|>")?,
+            user_start: self.special("<|user_start|>")?,
+            user_end: self.special("<|user_end|>")?,
+            assistant_start: self.special("<|assistant_start|>")?,
+            assistant_end: self.special("<|assistant_end|>")?,
+            python_start: self.special("<|python_start|>")?,
+            python_end: self.special("<|python_end|>")?,
+            output_start: self.special("<|output_start|>")?,
+            output_end: self.special("<|output_end|>")?,
+        })
     }
 
     pub fn bos_id(&self) -> Result<u32> {
