@@ -4,6 +4,10 @@
 //! corpus: training time at each vocabulary size, then encode (one thread, whole text and per
 //! document; all threads, batch) and decode throughput of the trained tokenizer, printed next to
 //! the figures rustbpe and tiktoken reached on this kind of machine (2 cores).
+//!
+//! `bench engine` measures prefill and decode of a random nanochat-shaped model (or a
+//! checkpoint) and can save that random model as a checkpoint (`--save-checkpoint`) for
+//! `nanochat serve --model`; `bench serve` load-tests a running server ([`bench_serve`]).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -13,6 +17,9 @@ use clap::{Args, Subcommand};
 use nanochat_tokenizer::split::{Splitter, NANOCHAT_SPLIT_PATTERN};
 use nanochat_tokenizer::train::train;
 use nanochat_tokenizer::Tokenizer;
+
+#[path = "bench_serve.rs"]
+mod bench_serve;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -28,6 +35,9 @@ enum BenchCommand {
     /// Prefill and decode speed of a randomly initialised nanochat-shaped model (no download),
     /// or of a real checkpoint with --model.
     Engine(EngineBenchArgs),
+    /// Load-test a running OpenAI-compatible server (`nanochat serve`): streaming chat
+    /// completions at several concurrency levels; TTFT, inter-token latency, tokens/s, errors.
+    Serve(bench_serve::ServeBenchArgs),
 }
 
 #[derive(Args)]
@@ -51,8 +61,22 @@ struct EngineBenchArgs {
     #[arg(long, default_value_t = 3)]
     runs: usize,
     /// Benchmark this checkpoint (directory or model_<step>.pt/.safetensors) instead.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "save_checkpoint")]
     model: Option<PathBuf>,
+    /// Also write the random model as a checkpoint into this directory (step 0: weights in
+    /// --dtype as model_000000.safetensors, and meta_000000.json) that `nanochat serve --model
+    /// DIR` loads. Add --gen 1 --runs 1 to keep the measurement itself short.
+    #[arg(long, value_name = "DIR")]
+    save_checkpoint: Option<PathBuf>,
+    /// With --save-checkpoint: copy tokenizer.pkl (and token_bytes.pt) from this directory into
+    /// the checkpoint (without it, loaders use $NANOCHAT_BASE_DIR/tokenizer).
+    #[arg(
+        long,
+        value_name = "DIR",
+        requires = "save_checkpoint",
+        conflicts_with = "model"
+    )]
+    tokenizer: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -98,6 +122,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.command {
         BenchCommand::Tokenizer(a) => bench_tokenizer(a),
         BenchCommand::Engine(a) => bench_engine(a),
+        BenchCommand::Serve(a) => bench_serve::run(a),
     }
 }
 
@@ -220,6 +245,72 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Checks that `dir` holds a tokenizer that fits a model of `vocab_size` tokens.
+fn check_tokenizer(dir: &std::path::Path, vocab_size: usize) -> Result<()> {
+    let tokenizer =
+        Tokenizer::from_dir(dir).with_context(|| format!("--tokenizer {}", dir.display()))?;
+    anyhow::ensure!(
+        tokenizer.vocab_size() <= vocab_size,
+        "--tokenizer {}: {} tokens, but the model has only {vocab_size} (pass --vocab-size)",
+        dir.display(),
+        tokenizer.vocab_size()
+    );
+    Ok(())
+}
+
+/// `--save-checkpoint`: the random model as checkpoint step 0 in `dir`, plus the tokenizer
+/// files of `tokenizer` when given.
+fn save_random_model(
+    model: &nanochat_model::Gpt,
+    depth: usize,
+    dir: &std::path::Path,
+    tokenizer: Option<&std::path::Path>,
+) -> Result<()> {
+    use nanochat_model::save::{save_model, SaveOptions, TOKENIZER_FILES};
+
+    let started = Instant::now();
+    let meta = serde_json::json!({
+        "step": 0,
+        "source": format!(
+            "nanochat bench engine --depth {depth}: random weights (seed 42; lm_head zero, so \
+             every logit is 0 and greedy decoding repeats token 0; c_proj ~ N(0, 0.02))"
+        ),
+    });
+    let files = save_model(dir, 0, model, Some(&meta), &SaveOptions::default())
+        .with_context(|| format!("--save-checkpoint {}", dir.display()))?;
+    if let Some(src) = tokenizer {
+        for name in TOKENIZER_FILES {
+            let from = src.join(name);
+            if from.is_file() {
+                // Read and write rather than fs::copy, which would carry a read-only mode over.
+                let to = dir.join(name);
+                std::fs::read(&from)
+                    .and_then(|bytes| std::fs::write(&to, bytes))
+                    .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            }
+        }
+    }
+    let bytes = std::fs::metadata(&files.weights).map_or(0, |m| m.len());
+    println!(
+        "saved {} ({:.2} GB) and {} in {:.1}s; tokenizer: {}",
+        files.weights.display(),
+        bytes as f64 / 1e9,
+        files.meta.display(),
+        started.elapsed().as_secs_f64(),
+        match tokenizer {
+            Some(src) => format!("copied from {}", src.display()),
+            None =>
+                "none copied (loaders use $NANOCHAT_BASE_DIR/tokenizer; --tokenizer DIR copies one)"
+                    .into(),
+        }
+    );
+    println!(
+        "serve it: nanochat serve --no-simulate --model {}",
+        dir.display()
+    );
+    Ok(())
+}
+
 fn bench_engine(args: EngineBenchArgs) -> Result<()> {
     use candle_core::{DType, Device};
     use nanochat_engine::{Engine, GenerateOptions};
@@ -240,7 +331,13 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
         }
         None => {
             let cfg = Config::for_depth(args.depth, args.vocab_size);
+            if let Some(dir) = &args.tokenizer {
+                check_tokenizer(dir, cfg.vocab_size)?;
+            }
             let model = random_model(&cfg, 42, dtype, &Device::Cpu, &InitOptions::benchmark())?;
+            if let Some(dir) = &args.save_checkpoint {
+                save_random_model(&model, args.depth, dir, args.tokenizer.as_deref())?;
+            }
             (
                 model,
                 format!("random d{} ({} params)", args.depth, cfg.num_parameters()),
@@ -285,22 +382,29 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
     for _ in 0..args.runs.max(1) {
         let (prefill, mut steps) = run(args.gen)?;
         prefills.push(prefill);
-        decodes.push(median(&mut steps));
+        if !steps.is_empty() {
+            decodes.push(median(&mut steps));
+        }
     }
-    let (prefill, decode) = (median(&mut prefills), median(&mut decodes));
+    let prefill = median(&mut prefills);
     println!(
         "prefill {} tokens: {:.1} ms ({:.1} tok/s)",
         args.prompt,
         prefill * 1e3,
         args.prompt as f64 / prefill
     );
-    println!(
-        "decode: {:.1} ms/token ({:.2} tok/s), median of {} runs of {} tokens",
-        decode * 1e3,
-        1.0 / decode,
-        args.runs,
-        args.gen
-    );
+    if decodes.is_empty() {
+        println!("decode: not measured (--gen {}: no decode steps)", args.gen);
+    } else {
+        let decode = median(&mut decodes);
+        println!(
+            "decode: {:.1} ms/token ({:.2} tok/s), median of {} runs of {} tokens",
+            decode * 1e3,
+            1.0 / decode,
+            args.runs,
+            args.gen
+        );
+    }
     if let Some(rss) = peak_rss_bytes() {
         println!("peak RSS: {:.2} GB", rss as f64 / 1e9);
     }

@@ -9,6 +9,7 @@ mod chat;
 mod convert;
 mod generate;
 mod model_args;
+mod serve;
 mod tok;
 mod tok_train;
 
@@ -36,6 +37,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Convert a nanochat .pt checkpoint to our safetensors format (fast loading, optional bf16).
     Convert(convert::ConvertArgs),
+    /// Serve models over an OpenAI-compatible HTTP API (plus simulated models for testing apps).
+    Serve(serve::ServeArgs),
     /// Measure speed: tokenizer encode/decode/training throughput.
     Bench(bench::BenchArgs),
 }
@@ -47,6 +50,7 @@ fn main() {
         Command::Chat(args) => chat::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
     };
     if let Err(error) = result {

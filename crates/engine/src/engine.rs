@@ -8,10 +8,12 @@
 //!          copy that cache into a `num_samples`-row decode cache.
 //! step:    stop if max_tokens columns were produced, or every row is completed;
 //!          first step: sample ONE token from the prefill logits and give it to every row
-//!                      (nanochat broadcasts it, so rows only diverge from step 2);
+//!                      (nanochat broadcasts it, so rows only diverge from step 2), or one
+//!                      token per row from those logits when `broadcast_first_token` is off;
 //!          later:      forward the previous column (B, 1) through the decode cache, sample
 //!                      one token per row;
-//!          per row:    a queued forced token (calculator output) replaces the sampled one
+//!          per row:    the caller's `adjust` hook may edit the row's logits (grammar masks);
+//!                      a queued forced token (calculator output) replaces the sampled one
 //!                      (mask 0, the sampled token is wasted), else the sampled token (mask 1);
 //!                      <|assistant_end|>, <|bos|> or an extra stop id completes the row (it
 //!                      keeps receiving tokens while other rows run; callers ignore them);
@@ -50,6 +52,9 @@ pub struct GenerateOptions {
     pub stop_token_ids: Vec<u32>,
     /// Run the calculator on `<|python_start|>…<|python_end|>` (nanochat always does).
     pub use_tools: bool,
+    /// nanochat samples ONE first token and gives it to every row; `false` samples the first
+    /// token per row (what an OpenAI server's `n` needs: independent choices).
+    pub broadcast_first_token: bool,
 }
 
 impl Default for GenerateOptions {
@@ -61,6 +66,7 @@ impl Default for GenerateOptions {
             seed: 42,
             stop_token_ids: Vec::new(),
             use_tools: true,
+            broadcast_first_token: true,
         }
     }
 }
@@ -251,6 +257,15 @@ impl<'e, 'a> Generation<'e, 'a> {
 
     /// Runs one step; `None` when generation is over.
     pub fn next_column(&mut self) -> Result<Option<Column>> {
+        self.next_column_with(&mut |_, _| Ok(()))
+    }
+
+    /// Runs one step, letting `adjust(row, logits)` edit each row's logits before sampling
+    /// (a grammar sets forbidden tokens to −∞). Completed rows are not adjusted.
+    pub fn next_column_with(
+        &mut self,
+        adjust: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
+    ) -> Result<Option<Column>> {
         if self.options.max_tokens.is_some_and(|m| self.generated >= m)
             || self.rows.iter().all(|r| r.completed)
         {
@@ -258,8 +273,14 @@ impl<'e, 'a> Generation<'e, 'a> {
         }
         let sampled: Vec<u32> = if self.first {
             self.first = false;
-            let token = self.sample_row(0, 0)?;
-            vec![token; self.rows.len()]
+            if self.options.broadcast_first_token {
+                let token = self.sample_row(0, adjust)?;
+                vec![token; self.rows.len()]
+            } else {
+                (0..self.rows.len())
+                    .map(|row| self.sample_row(row, adjust))
+                    .collect::<Result<_>>()?
+            }
         } else {
             if self.cache.pos() >= self.engine.model.config().rotary_len() {
                 return Ok(None); // the context is full
@@ -270,7 +291,7 @@ impl<'e, 'a> Generation<'e, 'a> {
                 .model
                 .forward_last(&ids, Some(&mut self.cache))?;
             (0..self.rows.len())
-                .map(|row| self.sample_row(row, row))
+                .map(|row| self.sample_row(row, adjust))
                 .collect::<Result<_>>()?
         };
         let mut column = Column {
@@ -291,10 +312,35 @@ impl<'e, 'a> Generation<'e, 'a> {
         Ok(Some(column))
     }
 
-    /// Samples for `row` from row `logits_row` of the current logits.
-    fn sample_row(&mut self, row: usize, logits_row: usize) -> Result<u32> {
-        let mut logits: Vec<f32> = self.logits.get(logits_row)?.to_vec1()?;
+    /// Marks `row` completed (the caller saw a stop sequence): it no longer keeps the
+    /// generation going, and its later tokens are to be ignored like after a terminal token.
+    pub fn finish_row(&mut self, row: usize) {
+        if let Some(state) = self.rows.get_mut(row) {
+            state.completed = true;
+        }
+    }
+
+    /// Which row of [`Self::last_logits`] row `row`'s latest token was sampled from (the
+    /// prefill logits have one row shared by all).
+    pub fn logits_row(&self, row: usize) -> usize {
+        if self.logits.dims().first() == Some(&1) {
+            0
+        } else {
+            row
+        }
+    }
+
+    /// Samples a token for `row` from its logits row, after the caller's adjustment.
+    fn sample_row(
+        &mut self,
+        row: usize,
+        adjust: &mut dyn FnMut(usize, &mut [f32]) -> Result<()>,
+    ) -> Result<u32> {
+        let mut logits: Vec<f32> = self.logits.get(self.logits_row(row))?.to_vec1()?;
         let state = &self.rows[row];
+        if !state.completed {
+            adjust(row, &mut logits)?;
+        }
         Ok(self
             .sampler
             .sample(&mut logits, &state.context, self.prompt_len))

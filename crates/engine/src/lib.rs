@@ -3,12 +3,14 @@
 //! needs), and UTF-8-safe text streaming.
 
 pub mod calculator;
+pub mod constraint;
 pub mod engine;
 pub mod error;
 mod python_numbers;
 pub mod sampling;
 pub mod stream;
 
+pub use constraint::{Constraint, ConstraintFactory};
 pub use engine::{Column, Engine, GenerateOptions, Generation};
 pub use error::{EngineError, Result};
 pub use sampling::{Sampler, SamplingParams};

@@ -1,0 +1,222 @@
+//! The HTTP surface: routes, API-key check, body-size limit, CORS, and the request path of a
+//! completion — parse → find the model → maybe inject a fault → validate → submit to the
+//! backend → wait for its first event (so a refused request still gets its proper HTTP status,
+//! even when streaming) → JSON body or SSE stream.
+//!
+//! `/health` (liveness) and `/ready` (503 while `--model` checkpoints load) stay open without
+//! an API key; everything under `/v1` (and the un-prefixed aliases `/chat/completions`,
+//! `/completions`, `/models` that some clients use) needs it when one is set.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::mpsc;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::api_error::ApiError;
+use crate::backend::{random_alphanumeric, Event, GenerationRequest, Prompt};
+use crate::faults::FaultInjector;
+use crate::model_backend::LoadingCounter;
+use crate::openai_types::{ChatCompletionRequest, CompletionRequest};
+use crate::registry::ModelRegistry;
+use crate::respond::{self, ResponseMeta, Shape};
+use crate::validate::{self, RequestLimits};
+
+/// Everything a handler needs, shared by all requests.
+pub struct AppState {
+    pub models: ModelRegistry,
+    pub api_key: Option<String>,
+    pub limits: RequestLimits,
+    pub faults: FaultInjector,
+    pub max_request_bytes: usize,
+    pub loading: Arc<LoadingCounter>,
+}
+
+type Shared = State<Arc<AppState>>;
+
+pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
+    let api = Router::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/completions", post(completions))
+        .route("/v1/models", get(list_models))
+        .route("/models", get(list_models))
+        .route("/v1/models/{*id}", get(get_model))
+        .route("/models/{*id}", get(get_model))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    let mut app = Router::new()
+        .route("/", get(root))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .merge(api)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.max_request_bytes))
+        .with_state(state);
+    if !cors_origins.is_empty() {
+        let origins = if cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(cors_origins.iter().filter_map(|o| o.parse().ok()))
+        };
+        app = app.layer(CorsLayer::new().allow_origin(origins).allow_methods(Any).allow_headers(Any));
+    }
+    app
+}
+
+async fn require_api_key(State(state): Shared, headers: HeaderMap, request: Request, next: Next) -> Response {
+    if let Some(expected) = &state.api_key {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim());
+        if given != Some(expected.as_str()) {
+            return ApiError::invalid_api_key(given.filter(|g| !g.is_empty())).into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn root() -> Json<serde_json::Value> {
+    Json(json!({
+        "service": "nanochat",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/ready"],
+    }))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+async fn ready(State(state): Shared) -> Response {
+    match state.loading.pending() {
+        0 => Json(json!({"status": "ready"})).into_response(),
+        n => ApiError::unavailable(format!("Loading models: {n} still loading."), 5).into_response(),
+    }
+}
+
+async fn list_models(State(state): Shared) -> Json<serde_json::Value> {
+    let data: Vec<_> = state.models.entries().iter().map(|e| e.to_json()).collect();
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn get_model(State(state): Shared, Path(id): Path<String>) -> Response {
+    match state.models.get(&id) {
+        Some(entry) => Json(entry.to_json()).into_response(),
+        None => ApiError::model_not_found(&id).into_response(),
+    }
+}
+
+async fn unknown_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::unknown_route(method.as_str(), uri.path())
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::method_not_allowed(method.as_str(), uri.path())
+}
+
+/// The body as JSON, with the OpenAI envelope for every way that can fail.
+fn parse_body<T: DeserializeOwned>(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(state.max_request_bytes)
+        } else {
+            ApiError::invalid_request(format!("could not read the request body: {rejection}"), None)
+        }
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::invalid_request(format!("We could not parse the JSON body of your request: {e}"), None))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+async fn chat_completions(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let run = async {
+        let body: ChatCompletionRequest = parse_body(&state, body)?;
+        let stream = body.stream.unwrap_or(false);
+        let include_usage = body.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        let request = validate::chat_request(body, &state.limits, rand::random())?;
+        let logprobs = request.logprobs.is_some();
+        let meta = |model: String, fingerprint: String, n| ResponseMeta {
+            id: format!("chatcmpl-{}", random_alphanumeric(&mut rand::rng(), 29)),
+            created: unix_now(),
+            model,
+            fingerprint,
+            n,
+            logprobs,
+            include_usage: stream && include_usage,
+            shape: Shape::Chat,
+        };
+        answer(&state, request, stream, meta).await
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn completions(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    let run = async {
+        let body: CompletionRequest = parse_body(&state, body)?;
+        let stream = body.stream.unwrap_or(false);
+        let include_usage = body.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        let echo = body.echo.unwrap_or(false);
+        let request = validate::completion_request(body, &state.limits, rand::random())?;
+        let echo = match (&request.prompt, echo) {
+            (Prompt::Text(text), true) => Some(text.clone()),
+            _ => None,
+        };
+        let logprobs = request.logprobs.is_some();
+        let meta = |model: String, fingerprint: String, n| ResponseMeta {
+            id: format!("cmpl-{}", random_alphanumeric(&mut rand::rng(), 29)),
+            created: unix_now(),
+            model,
+            fingerprint,
+            n,
+            logprobs,
+            include_usage: stream && include_usage,
+            shape: Shape::Completion { echo },
+        };
+        answer(&state, request, stream, meta).await
+    };
+    run.await.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Submits a validated request and answers with its events.
+async fn answer(
+    state: &AppState,
+    request: GenerationRequest,
+    stream: bool,
+    meta: impl FnOnce(String, String, usize) -> ResponseMeta,
+) -> Result<Response, ApiError> {
+    let entry = state.models.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
+    if let Some(fault) = state.faults.draw(&request.model) {
+        return Err(fault);
+    }
+    tracing::info!(model = %request.model, n = request.n, stream, "completion request");
+    let meta = meta(entry.id.clone(), entry.fingerprint.clone(), request.n);
+    let (sender, mut events) = mpsc::channel(64);
+    entry.backend.submit(request, sender);
+    let prompt_tokens = match events.recv().await {
+        Some(Event::Started { prompt_tokens }) => prompt_tokens,
+        Some(Event::Failed(error)) => return Err(error),
+        Some(other) => return Err(ApiError::internal(format!("the model answered before starting: {other:?}"))),
+        None => return Err(ApiError::internal("the model stopped without answering")),
+    };
+    Ok(if stream {
+        respond::stream(meta, prompt_tokens, events)
+    } else {
+        respond::collect(meta, prompt_tokens, events).await
+    })
+}

@@ -1,0 +1,180 @@
+//! The request path below HTTP: cancellation when the client goes away (simulated and real
+//! models), and the SSE stream's shape for the cases a real client rarely triggers (a failure
+//! mid-stream, tool-call fragments, usage only when asked).
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use axum::body::to_bytes;
+use nanochat_engine::SamplingParams;
+use nanochat_model::checkpoint::checkpoint_in_dir;
+use nanochat_server::api_error::ApiError;
+use nanochat_server::backend::{
+    Backend, ChatMessage, Event, FinishReason, GenerationRequest, OutputFormat, Prompt, Role,
+    SimulationOverrides, ToolCall, ToolChoice,
+};
+use nanochat_server::model_backend::{CheckpointBackend, CheckpointSpec};
+use nanochat_server::respond::{self, ResponseMeta, Shape};
+use nanochat_server::simulator::{SimulatedBackend, SimulatorSettings};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+fn request(model: &str, max_tokens: usize) -> GenerationRequest {
+    GenerationRequest {
+        model: model.into(),
+        prompt: Prompt::Chat(vec![ChatMessage {
+            role: Role::User,
+            content: "Tell me a long story.".into(),
+            tool_calls: vec![],
+            tool_call_id: None,
+            name: None,
+        }]),
+        max_tokens: Some(max_tokens),
+        n: 1,
+        sampling: SamplingParams { temperature: 1.0, ..SamplingParams::default() },
+        seed: 1,
+        stop: vec![],
+        logprobs: None,
+        output: OutputFormat::Text,
+        tools: vec![],
+        tool_choice: ToolChoice::None,
+        parallel_tool_calls: false,
+        simulation: SimulationOverrides::default(),
+    }
+}
+
+/// Waits (up to 10 s) until `condition` holds.
+async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn simulated_generation_stops_when_the_client_leaves() {
+    // 50 ms between pieces and a long answer: finishing would take many seconds.
+    let settings = SimulatorSettings { ttft_ms: 0.0, itl_ms: 50.0, itl_jitter_ms: 0.0, ..Default::default() };
+    let backend = SimulatedBackend::new(settings);
+    let mut req = request("sim", 10_000);
+    req.simulation.response_length = Some("long".into());
+    let (tx, mut rx) = mpsc::channel(4);
+    backend.submit(req, tx);
+    assert!(matches!(rx.recv().await, Some(Event::Started { .. })));
+    assert!(matches!(rx.recv().await, Some(Event::Text { .. })));
+    drop(rx);
+    let stats = backend.stats();
+    assert!(
+        eventually(|| stats.cancelled.load(Ordering::SeqCst) == 1 && stats.running.load(Ordering::SeqCst) == 0).await,
+        "the simulated request kept running after its client left"
+    );
+}
+
+#[tokio::test]
+async fn model_generation_stops_when_the_client_leaves() {
+    let dir = nanochat_fixtures::fixture("nanochat-2025/chatsft_checkpoints/d2");
+    let spec = CheckpointSpec {
+        files: checkpoint_in_dir(&dir, None).unwrap(),
+        tokenizer_dir: Some(nanochat_fixtures::fixture("nanochat-2025/tokenizer")),
+        dtype: candle_core::DType::F32,
+        max_model_len: Some(640),
+    };
+    let backend = CheckpointBackend::start("sft-d2", spec, true, Default::default()).unwrap();
+    let (tx, mut rx) = mpsc::channel(1);
+    backend.submit(request("sft-d2", 600), tx);
+    assert!(matches!(rx.recv().await, Some(Event::Started { .. })));
+    drop(rx);
+    let stats = backend.stats();
+    assert!(
+        eventually(|| stats.cancelled.load(Ordering::SeqCst) == 1 && stats.running.load(Ordering::SeqCst) == 0).await,
+        "the model kept generating after its client left"
+    );
+    // The worker is free again: a new request is answered to the end.
+    let (tx, mut rx) = mpsc::channel(64);
+    backend.submit(request("sft-d2", 5), tx);
+    let mut finished = None;
+    while let Some(event) = rx.recv().await {
+        if let Event::Finished { completion_tokens, .. } = event {
+            finished = Some(completion_tokens);
+        }
+    }
+    assert!(finished.is_some_and(|n| n <= 5));
+}
+
+fn meta(include_usage: bool) -> ResponseMeta {
+    ResponseMeta {
+        id: "chatcmpl-test".into(),
+        created: 1,
+        model: "m".into(),
+        fingerprint: "fp_0123456789".into(),
+        n: 1,
+        logprobs: false,
+        include_usage,
+        shape: Shape::Chat,
+    }
+}
+
+/// Runs `events` through the SSE response and returns the `data:` payloads.
+async fn sse_payloads(include_usage: bool, events: Vec<Event>) -> Vec<String> {
+    let (tx, rx) = mpsc::channel(64);
+    for event in events {
+        tx.send(event).await.unwrap();
+    }
+    drop(tx);
+    let response = respond::stream(meta(include_usage), 3, rx);
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    String::from_utf8(body.to_vec())
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|frame| frame.strip_prefix("data: ").map(str::to_string))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failure_mid_stream_is_an_error_event_without_done() {
+    let payloads = sse_payloads(
+        false,
+        vec![
+            Event::Text { index: 0, text: "Hel".into(), logprobs: vec![] },
+            Event::Failed(ApiError::internal("the model crashed")),
+        ],
+    )
+    .await;
+    let last: Value = serde_json::from_str(payloads.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["message"], "the model crashed");
+    assert_eq!(last["error"]["type"], "server_error");
+    assert!(!payloads.contains(&"[DONE]".to_string()));
+}
+
+#[tokio::test]
+async fn chunks_carry_role_once_tool_indexes_and_usage_only_when_asked() {
+    let call = |name: &str| ToolCall { id: format!("call_{name}"), name: name.into(), arguments: "{\"a\":1}".into() };
+    let events = vec![
+        Event::ToolCall { index: 0, call: call("f") },
+        Event::ToolCall { index: 0, call: call("g") },
+        Event::Finished { index: 0, reason: FinishReason::ToolCalls, completion_tokens: 4 },
+    ];
+    let payloads = sse_payloads(true, events.clone()).await;
+    assert_eq!(payloads.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
+    let roles = chunks.iter().filter(|c| c["choices"][0]["delta"].get("role").is_some()).count();
+    assert_eq!(roles, 1);
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let fragments: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0)).collect();
+    let indexes: Vec<u64> = fragments.iter().map(|f| f["index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, [0, 0, 1, 1]);
+    assert_eq!(fragments[0]["id"], "call_f");
+    assert_eq!(fragments[1]["function"]["arguments"], "{\"a\":1}");
+    let usage = chunks.last().unwrap();
+    assert_eq!(usage["choices"].as_array().unwrap().len(), 0);
+    assert_eq!(usage["usage"]["total_tokens"], 7);
+    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null()));
+    let without: Vec<Value> = sse_payloads(false, events).await.iter().filter(|p| *p != "[DONE]").map(|p| serde_json::from_str(p).unwrap()).collect();
+    assert!(without.iter().all(|c| c.get("usage").is_none()));
+}
