@@ -52,7 +52,11 @@ pub struct ServeArgs {
     #[arg(long)]
     max_model_len: Option<usize>,
     /// Simulated models to serve (comma-separated).
-    #[arg(long, value_delimiter = ',', default_value = "gpt-sim-1,gpt-4o,gpt-3.5-turbo")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "gpt-sim-1,gpt-4o,gpt-3.5-turbo"
+    )]
     simulate: Vec<String>,
     /// Serve no simulated models.
     #[arg(long)]
@@ -106,7 +110,10 @@ pub struct ServeArgs {
 impl ServeArgs {
     fn config(&self) -> Result<(ServeConfig, Vec<String>)> {
         if !(0.0..=100.0).contains(&self.failure_rate) {
-            bail!("--failure-rate is a percentage between 0 and 100, got {}", self.failure_rate);
+            bail!(
+                "--failure-rate is a percentage between 0 and 100, got {}",
+                self.failure_rate
+            );
         }
         if self.aliases.len() > self.models.len() {
             bail!("{} --model-alias given for {} --model: each alias names the --model at the same position", self.aliases.len(), self.models.len());
@@ -114,13 +121,27 @@ impl ServeArgs {
         let mut notes = Vec::new();
         let mut checkpoints = Vec::new();
         for (i, path) in self.models.iter().enumerate() {
-            let files = checkpoint_at_path(path, None).with_context(|| format!("--model {}", path.display()))?;
+            let files = checkpoint_at_path(path, None)
+                .with_context(|| format!("--model {}", path.display()))?;
             let id = match self.aliases.get(i) {
                 Some(alias) => alias.clone(),
-                None => files.dir.file_name().and_then(|n| n.to_str()).unwrap_or("model").to_string(),
+                None => files
+                    .dir
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("model")
+                    .to_string(),
             };
-            notes.push(format!("{id}: {} (step {}, loading now)", files.dir.display(), files.step));
-            checkpoints.push(CheckpointModel { id, spec: self.spec(files), eager: true });
+            notes.push(format!(
+                "{id}: {} (step {}, loading now)",
+                files.dir.display(),
+                files.step
+            ));
+            checkpoints.push(CheckpointModel {
+                id,
+                spec: self.spec(files),
+                eager: true,
+            });
         }
         if !self.no_discover {
             let base = nanochat_base_dir();
@@ -128,14 +149,31 @@ impl ServeArgs {
             notes.push(format!(
                 "looked for checkpoints in {}/{{base,mid,chatsft,chatrl}}_checkpoints: {}",
                 base.display(),
-                if found.is_empty() { "none found".to_string() } else { format!("{} found", found.len()) }
+                if found.is_empty() {
+                    "none found".to_string()
+                } else {
+                    format!("{} found", found.len())
+                }
             ));
             for d in found {
-                notes.push(format!("{}: {} (step {}, loads on first use)", d.id, d.files.dir.display(), d.files.step));
-                checkpoints.push(CheckpointModel { id: d.id, spec: self.spec(d.files), eager: false });
+                notes.push(format!(
+                    "{}: {} (step {}, loads on first use)",
+                    d.id,
+                    d.files.dir.display(),
+                    d.files.step
+                ));
+                checkpoints.push(CheckpointModel {
+                    id: d.id,
+                    spec: self.spec(d.files),
+                    eager: false,
+                });
             }
         }
-        let simulated = if self.no_simulate { Vec::new() } else { self.simulate.clone() };
+        let simulated = if self.no_simulate {
+            Vec::new()
+        } else {
+            self.simulate.clone()
+        };
         if !simulated.is_empty() {
             notes.push(format!("simulated: {}", simulated.join(", ")));
         }
@@ -149,7 +187,10 @@ impl ServeArgs {
                 ttft_ms: self.sim_ttft_ms.max(0.0),
                 itl_ms: self.sim_itl_ms.max(0.0),
                 itl_jitter_ms: self.sim_jitter_ms.max(0.0),
-                response_length: self.sim_response_length.as_deref().and_then(ResponseLength::parse),
+                response_length: self
+                    .sim_response_length
+                    .as_deref()
+                    .and_then(ResponseLength::parse),
             },
             api_key: self.api_key.clone().filter(|k| !k.is_empty()),
             cors_origins: self.cors_origins.clone(),
@@ -162,21 +203,31 @@ impl ServeArgs {
             },
             faults: FaultInjector {
                 rate: self.failure_rate,
-                types: if self.failure_types.is_empty() { FailureType::ALL.to_vec() } else { self.failure_types.clone() },
+                types: if self.failure_types.is_empty() {
+                    FailureType::ALL.to_vec()
+                } else {
+                    self.failure_types.clone()
+                },
             },
         };
         Ok((config, notes))
     }
 
     fn spec(&self, files: nanochat_model::checkpoint::CheckpointFiles) -> CheckpointSpec {
-        CheckpointSpec { files, tokenizer_dir: None, dtype: self.dtype, max_model_len: self.max_model_len }
+        CheckpointSpec {
+            files,
+            tokenizer_dir: None,
+            dtype: self.dtype,
+            max_model_len: self.max_model_len,
+        }
     }
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NANOCHAT_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("NANOCHAT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -185,8 +236,15 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // startup), else a simulated one, else whatever was discovered.
     let eager = config.checkpoints.iter().filter(|c| c.eager).count();
     let discovered = config.checkpoints.len() - eager;
-    let example_model = if eager > 0 || config.simulated.is_empty() { 0 } else { eager + discovered };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let example_model = if eager > 0 || config.simulated.is_empty() {
+        0
+    } else {
+        eager + discovered
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async move {
         let server = nanochat_server::bind(config).await.map_err(anyhow::Error::msg)?;
         if server.models.is_empty() {

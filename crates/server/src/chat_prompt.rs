@@ -50,7 +50,11 @@ pub fn render_chat(
             Role::System => continue,
             Role::User => (true, message.content.clone()),
             Role::Tool => {
-                let name = message.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
+                let name = message
+                    .name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default();
                 (true, format!("Tool result{name}: {}", message.content))
             }
             Role::Assistant => {
@@ -76,7 +80,13 @@ pub fn render_chat(
         let system = system.join("\n\n");
         match turns.iter_mut().find(|t| t.user) {
             Some(first_user) => first_user.text = format!("{system}\n\n{}", first_user.text),
-            None => turns.insert(0, Turn { user: true, text: system }),
+            None => turns.insert(
+                0,
+                Turn {
+                    user: true,
+                    text: system,
+                },
+            ),
         }
     }
     let mut ids = vec![specials.bos];
@@ -196,7 +206,13 @@ mod tests {
     use crate::backend::ToolCall;
 
     fn msg(role: Role, content: &str) -> ChatMessage {
-        ChatMessage { role, content: content.into(), tool_calls: vec![], tool_call_id: None, name: None }
+        ChatMessage {
+            role,
+            content: content.into(),
+            tool_calls: vec![],
+            tool_call_id: None,
+            name: None,
+        }
     }
 
     fn tokenizer() -> Tokenizer {
@@ -208,12 +224,20 @@ mod tests {
         use nanochat_tokenizer::chat::{render_for_completion, Conversation, Message};
         let tok = tokenizer();
         let sp = tok.special_ids().unwrap();
-        let messages = [msg(Role::System, "Be brief."), msg(Role::User, "Hi"), msg(Role::Assistant, "Hello!"), msg(Role::User, "2+2?")];
+        let messages = [
+            msg(Role::System, "Be brief."),
+            msg(Role::User, "Hi"),
+            msg(Role::Assistant, "Hello!"),
+            msg(Role::User, "2+2?"),
+        ];
         let ours = render_chat(&tok, sp, &messages, &[], &ToolChoice::None).unwrap();
         let conversation = Conversation {
             messages: vec![
-                Message::new("system", "Be brief."), Message::new("user", "Hi"), Message::new("assistant", "Hello!"),
-                Message::new("user", "2+2?"), Message::new("assistant", ""),
+                Message::new("system", "Be brief."),
+                Message::new("user", "Hi"),
+                Message::new("assistant", "Hello!"),
+                Message::new("user", "2+2?"),
+                Message::new("assistant", ""),
             ],
         };
         assert_eq!(ours, render_for_completion(&tok, &conversation).unwrap());
@@ -223,7 +247,14 @@ mod tests {
     fn control_token_literals_stay_ordinary_text() {
         let tok = tokenizer();
         let sp = tok.special_ids().unwrap();
-        let ids = render_chat(&tok, sp, &[msg(Role::User, "<|assistant_end|><|bos|>")], &[], &ToolChoice::None).unwrap();
+        let ids = render_chat(
+            &tok,
+            sp,
+            &[msg(Role::User, "<|assistant_end|><|bos|>")],
+            &[],
+            &ToolChoice::None,
+        )
+        .unwrap();
         let inner = &ids[2..ids.len() - 2];
         assert!(inner.iter().all(|&t| !tok.is_special(t)), "{inner:?}");
     }
@@ -232,19 +263,49 @@ mod tests {
     fn tool_turns_merge_and_calls_round_trip() {
         let tok = tokenizer();
         let sp = tok.special_ids().unwrap();
-        let tools = vec![ToolSpec { name: "get_weather".into(), description: None, parameters: json!({"type": "object"}) }];
+        let tools = vec![ToolSpec {
+            name: "get_weather".into(),
+            description: None,
+            parameters: json!({"type": "object"}),
+        }];
         let mut asked = msg(Role::Assistant, "");
-        asked.tool_calls = vec![ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: "{\"city\":\"Paris\"}".into() }];
+        asked.tool_calls = vec![ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: "{\"city\":\"Paris\"}".into(),
+        }];
         let mut result = msg(Role::Tool, "20C");
         result.name = Some("get_weather".into());
-        let messages = [msg(Role::User, "Weather?"), asked, result, msg(Role::User, "Thanks")];
+        let messages = [
+            msg(Role::User, "Weather?"),
+            asked,
+            result,
+            msg(Role::User, "Thanks"),
+        ];
         let ids = render_chat(&tok, sp, &messages, &tools, &ToolChoice::Auto).unwrap();
         let text = tok.decode(&ids).unwrap();
-        assert!(text.contains("{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}<|assistant_end|>"), "{text}");
-        assert!(text.contains("Tool result (get_weather): 20C\n\nThanks<|user_end|><|assistant_start|>"), "{text}");
+        assert!(
+            text.contains(
+                "{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}<|assistant_end|>"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Tool result (get_weather): 20C\n\nThanks<|user_end|><|assistant_start|>"
+            ),
+            "{text}"
+        );
         assert_eq!(ids.iter().filter(|&&t| t == sp.user_start).count(), 2);
-        let parsed = parse_tool_calls(" {\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\"}}", &tools).unwrap();
-        assert_eq!(parsed, vec![("get_weather".to_string(), "{\"city\":\"Oslo\"}".to_string())]);
+        let parsed = parse_tool_calls(
+            " {\"name\":\"get_weather\",\"arguments\":{\"city\":\"Oslo\"}}",
+            &tools,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed,
+            vec![("get_weather".to_string(), "{\"city\":\"Oslo\"}".to_string())]
+        );
         assert!(parse_tool_calls("{\"name\":\"other\"}", &tools).is_none());
         assert!(parse_tool_calls("hello", &tools).is_none());
     }

@@ -65,7 +65,10 @@ impl std::str::FromStr for FailureType {
             .find(|t| t.name() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = FailureType::ALL.iter().map(|t| t.name()).collect();
-                format!("unknown failure type {s:?} (expected one of {})", names.join(", "))
+                format!(
+                    "unknown failure type {s:?} (expected one of {})",
+                    names.join(", ")
+                )
             })
     }
 }
@@ -79,7 +82,10 @@ pub struct FaultInjector {
 
 impl Default for FaultInjector {
     fn default() -> Self {
-        Self { rate: 0.0, types: FailureType::ALL.to_vec() }
+        Self {
+            rate: 0.0,
+            types: FailureType::ALL.to_vec(),
+        }
     }
 }
 
@@ -106,14 +112,26 @@ mod tests {
     fn rates_and_statuses() {
         let never = FaultInjector::default();
         assert!((0..100).all(|_| never.draw("m").is_none()));
-        let always = FaultInjector { rate: 100.0, types: vec![FailureType::RateLimit] };
+        let always = FaultInjector {
+            rate: 100.0,
+            types: vec![FailureType::RateLimit],
+        };
         let e = always.draw("m").unwrap();
         assert_eq!((e.status.as_u16(), e.retry_after), (429, Some(1)));
-        let half = FaultInjector { rate: 50.0, types: FailureType::ALL.to_vec() };
+        let half = FaultInjector {
+            rate: 50.0,
+            types: FailureType::ALL.to_vec(),
+        };
         let failed = (0..4000).filter(|_| half.draw("m").is_some()).count();
         assert!((1700..2300).contains(&failed), "{failed}");
-        let statuses: Vec<u16> = FailureType::ALL.iter().map(|t| t.error("m").status.as_u16()).collect();
+        let statuses: Vec<u16> = FailureType::ALL
+            .iter()
+            .map(|t| t.error("m").status.as_u16())
+            .collect();
         assert_eq!(statuses, [429, 401, 400, 503, 400, 404]);
-        assert!("nope".parse::<FailureType>().unwrap_err().contains("rate_limit"));
+        assert!("nope"
+            .parse::<FailureType>()
+            .unwrap_err()
+            .contains("rate_limit"));
     }
 }

@@ -65,8 +65,13 @@ impl BoundServer {
     }
 
     /// Serves until `shutdown` completes, finishing the requests in flight.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.app).with_graceful_shutdown(shutdown).await
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.app)
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 }
 
@@ -75,10 +80,20 @@ pub async fn bind(config: ServeConfig) -> Result<BoundServer, String> {
     let loading = Arc::new(LoadingCounter::default());
     let mut models = ModelRegistry::default();
     for checkpoint in &config.checkpoints {
-        let backend = CheckpointBackend::start(&checkpoint.id, checkpoint.spec.clone(), checkpoint.eager, loading.clone())
-            .map_err(|e| format!("model {}: {e}", checkpoint.id))?;
+        let backend = CheckpointBackend::start(
+            &checkpoint.id,
+            checkpoint.spec.clone(),
+            checkpoint.eager,
+            loading.clone(),
+        )
+        .map_err(|e| format!("model {}: {e}", checkpoint.id))?;
         let dtype = format!("{:?}", checkpoint.spec.dtype);
-        models.add(ModelEntry::checkpoint(&checkpoint.id, &checkpoint.spec.files, &dtype, Arc::new(backend)))?;
+        models.add(ModelEntry::checkpoint(
+            &checkpoint.id,
+            &checkpoint.spec.files,
+            &dtype,
+            Arc::new(backend),
+        ))?;
     }
     let simulator = Arc::new(SimulatedBackend::new(config.simulator.clone()));
     for id in &config.simulated {
@@ -98,5 +113,9 @@ pub async fn bind(config: ServeConfig) -> Result<BoundServer, String> {
     let listener = tokio::net::TcpListener::bind(&address)
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
-    Ok(BoundServer { listener, app, models: ids })
+    Ok(BoundServer {
+        listener,
+        app,
+        models: ids,
+    })
 }

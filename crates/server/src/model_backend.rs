@@ -22,8 +22,8 @@ use nanochat_tokenizer::Tokenizer;
 
 use crate::api_error::ApiError;
 use crate::backend::{
-    Backend, BackendStats, Event, EventSender, FinishReason, GenerationRequest, OutputFormat, Prompt,
-    ToolChoice, ToolSpec,
+    Backend, BackendStats, Event, EventSender, FinishReason, GenerationRequest, OutputFormat,
+    Prompt, ToolChoice, ToolSpec,
 };
 use crate::chat_prompt::{may_be_tool_call, parse_tool_calls, render_chat, tool_call_schema};
 use crate::logprobs::token_logprobs;
@@ -63,7 +63,12 @@ pub struct CheckpointBackend {
 impl CheckpointBackend {
     /// Reads the checkpoint's meta (cheap) and starts the worker thread. With `eager`, the
     /// weights load now (counted in `loading` until done); otherwise on the first request.
-    pub fn start(id: &str, spec: CheckpointSpec, eager: bool, loading: Arc<LoadingCounter>) -> Result<Self, String> {
+    pub fn start(
+        id: &str,
+        spec: CheckpointSpec,
+        eager: bool,
+        loading: Arc<LoadingCounter>,
+    ) -> Result<Self, String> {
         let (_, config) = read_meta(&spec.files.meta).map_err(|e| e.to_string())?;
         let context = spec
             .max_model_len
@@ -80,14 +85,20 @@ impl CheckpointBackend {
             .name(format!("model {id}"))
             .spawn(move || worker(name, spec, context, eager, loading, queue, worker_stats))
             .map_err(|e| format!("cannot start the worker thread: {e}"))?;
-        Ok(Self { jobs, context, stats })
+        Ok(Self {
+            jobs,
+            context,
+            stats,
+        })
     }
 }
 
 impl Backend for CheckpointBackend {
     fn submit(&self, request: GenerationRequest, events: EventSender) {
         if let Err(std_mpsc::SendError(job)) = self.jobs.send(Job { request, events }) {
-            let _ = job.events.try_send(Event::Failed(ApiError::internal("the model's worker has stopped")));
+            let _ = job.events.try_send(Event::Failed(ApiError::internal(
+                "the model's worker has stopped",
+            )));
         }
     }
 
@@ -110,8 +121,12 @@ struct Worker {
 
 fn load(id: &str, spec: &CheckpointSpec, context: usize) -> Result<Worker, String> {
     let started = std::time::Instant::now();
-    let loaded = load_checkpoint(&spec.files, spec.dtype, &Device::Cpu).map_err(|e| e.to_string())?;
-    let tokenizer_dir = spec.tokenizer_dir.clone().unwrap_or_else(|| tokenizer_dir_for(&spec.files));
+    let loaded =
+        load_checkpoint(&spec.files, spec.dtype, &Device::Cpu).map_err(|e| e.to_string())?;
+    let tokenizer_dir = spec
+        .tokenizer_dir
+        .clone()
+        .unwrap_or_else(|| tokenizer_dir_for(&spec.files));
     let tokenizer = Tokenizer::from_dir(&tokenizer_dir).map_err(|e| e.to_string())?;
     if tokenizer.vocab_size() > loaded.config.vocab_size {
         return Err(format!(
@@ -121,8 +136,18 @@ fn load(id: &str, spec: &CheckpointSpec, context: usize) -> Result<Worker, Strin
             loaded.config.vocab_size
         ));
     }
-    tracing::info!(model = id, seconds = started.elapsed().as_secs_f64(), "loaded {}", spec.files.weights.display());
-    Ok(Worker { loaded, tokenizer, constraints: None, context })
+    tracing::info!(
+        model = id,
+        seconds = started.elapsed().as_secs_f64(),
+        "loaded {}",
+        spec.files.weights.display()
+    );
+    Ok(Worker {
+        loaded,
+        tokenizer,
+        constraints: None,
+        context,
+    })
 }
 
 fn worker(
@@ -150,7 +175,9 @@ fn worker(
             Ok(worker) => worker.run(job.request, &job.events, &stats),
             Err(message) => {
                 tracing::error!(model = id, "cannot load: {message}");
-                Err(ApiError::internal(format!("model {id} failed to load: {message}")))
+                Err(ApiError::internal(format!(
+                    "model {id} failed to load: {message}"
+                )))
             }
         };
         if let Err(error) = outcome {
@@ -162,31 +189,57 @@ fn worker(
 impl Worker {
     fn prompt_ids(&self, request: &GenerationRequest) -> Result<Vec<u32>, ApiError> {
         let tok = &self.tokenizer;
-        let specials = tok.special_ids().map_err(|e| ApiError::internal(e.to_string()))?;
+        let specials = tok
+            .special_ids()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
         let ids = match &request.prompt {
-            Prompt::Chat(messages) => render_chat(tok, specials, messages, &request.tools, &request.tool_choice),
-            Prompt::Text(text) => tok.encode(text).map(|ids| [vec![specials.bos], ids].concat()),
+            Prompt::Chat(messages) => render_chat(
+                tok,
+                specials,
+                messages,
+                &request.tools,
+                &request.tool_choice,
+            ),
+            Prompt::Text(text) => tok
+                .encode(text)
+                .map(|ids| [vec![specials.bos], ids].concat()),
             Prompt::Tokens(ids) => {
                 let vocab = self.loaded.config.vocab_size as u32;
                 if let Some(bad) = ids.iter().find(|&&t| t >= vocab) {
-                    return Err(ApiError::invalid_value("prompt", format!("token id {bad} is outside the vocabulary ({vocab})")));
+                    return Err(ApiError::invalid_value(
+                        "prompt",
+                        format!("token id {bad} is outside the vocabulary ({vocab})"),
+                    ));
                 }
-                Ok(if ids.is_empty() { vec![specials.bos] } else { ids.clone() })
+                Ok(if ids.is_empty() {
+                    vec![specials.bos]
+                } else {
+                    ids.clone()
+                })
             }
         };
         ids.map_err(|e| ApiError::invalid_request(e.to_string(), Some("messages")))
     }
 
     /// The grammar every row must follow, if any, and whether it is a forced tool call.
-    fn constraint_for(&mut self, request: &GenerationRequest) -> Result<Option<(Constraint, bool)>, ApiError> {
-        let (schema, param, is_tool) = match (tool_call_schema(&request.tools, &request.tool_choice), &request.output) {
+    fn constraint_for(
+        &mut self,
+        request: &GenerationRequest,
+    ) -> Result<Option<(Constraint, bool)>, ApiError> {
+        let (schema, param, is_tool) = match (
+            tool_call_schema(&request.tools, &request.tool_choice),
+            &request.output,
+        ) {
             (Some(schema), _) => (Some(schema), "tools", true),
-            (None, OutputFormat::JsonSchema(schema)) => (Some(schema.clone()), "response_format", false),
+            (None, OutputFormat::JsonSchema(schema)) => {
+                (Some(schema.clone()), "response_format", false)
+            }
             (None, OutputFormat::JsonObject) => (None, "response_format", false),
             (None, OutputFormat::Text) => return Ok(None),
         };
         if self.constraints.is_none() {
-            let factory = ConstraintFactory::new(&self.tokenizer).map_err(|e| ApiError::internal(e.to_string()))?;
+            let factory = ConstraintFactory::new(&self.tokenizer)
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             self.constraints = Some(Arc::new(factory));
         }
         let factory = self.constraints.as_ref().expect("built above");
@@ -194,15 +247,24 @@ impl Worker {
             Some(schema) => factory.json_schema(&schema),
             None => factory.json_object(),
         };
-        constraint
-            .map(|c| Some((c, is_tool)))
-            .map_err(|e| ApiError::invalid_request(format!("cannot use this schema: {e}"), Some(param)))
+        constraint.map(|c| Some((c, is_tool))).map_err(|e| {
+            ApiError::invalid_request(format!("cannot use this schema: {e}"), Some(param))
+        })
     }
 
-    fn run(&mut self, request: GenerationRequest, events: &EventSender, stats: &BackendStats) -> Result<(), ApiError> {
+    fn run(
+        &mut self,
+        request: GenerationRequest,
+        events: &EventSender,
+        stats: &BackendStats,
+    ) -> Result<(), ApiError> {
         let prompt = self.prompt_ids(&request)?;
         if prompt.len() + request.max_tokens.unwrap_or(1) > self.context {
-            return Err(ApiError::context_length(self.context, prompt.len(), request.max_tokens));
+            return Err(ApiError::context_length(
+                self.context,
+                prompt.len(),
+                request.max_tokens,
+            ));
         }
         let max_tokens = request.max_tokens.unwrap_or(self.context - prompt.len());
         // One compiled grammar; each row gets its own state (a clone).
@@ -219,9 +281,17 @@ impl Worker {
         } else {
             OutputMode::Text
         };
-        let mut outputs: Vec<ChoiceOutput> =
-            (0..request.n).map(|index| ChoiceOutput::new(index, mode, &request)).collect();
-        if send(events, Event::Started { prompt_tokens: prompt.len() }).is_err() {
+        let mut outputs: Vec<ChoiceOutput> = (0..request.n)
+            .map(|index| ChoiceOutput::new(index, mode, &request))
+            .collect();
+        if send(
+            events,
+            Event::Started {
+                prompt_tokens: prompt.len(),
+            },
+        )
+        .is_err()
+        {
             stats.cancel();
             return Ok(());
         }
@@ -236,7 +306,9 @@ impl Worker {
             use_tools: !constrained,
             broadcast_first_token: false,
         };
-        let mut generation = engine.generate(&prompt, &options).map_err(|e| ApiError::invalid_request(e.to_string(), None))?;
+        let mut generation = engine
+            .generate(&prompt, &options)
+            .map_err(|e| ApiError::invalid_request(e.to_string(), None))?;
         loop {
             if events.is_closed() {
                 stats.cancel(); // the client went away: stop generating
@@ -263,8 +335,14 @@ impl Worker {
                 }
                 let logprobs = match request.logprobs {
                     Some(top) => {
-                        let logits = generation.last_logits().get(generation.logits_row(row)).map_err(internal)?;
-                        Some(token_logprobs(&self.tokenizer, &logits, token, top).map_err(internal)?)
+                        let logits = generation
+                            .last_logits()
+                            .get(generation.logits_row(row))
+                            .map_err(internal)?;
+                        Some(
+                            token_logprobs(&self.tokenizer, &logits, token, top)
+                                .map_err(internal)?,
+                        )
                     }
                     None => None,
                 };
@@ -370,11 +448,23 @@ impl ChoiceOutput {
         }
         let logprobs = std::mem::take(&mut self.pending_logprobs);
         // a closed channel is noticed by the generate loop
-        let _ = send(events, Event::Text { index: self.index, text, logprobs });
+        let _ = send(
+            events,
+            Event::Text {
+                index: self.index,
+                text,
+                logprobs,
+            },
+        );
         Ok(())
     }
 
-    fn finish(&mut self, mut reason: FinishReason, tools: &[ToolSpec], events: &EventSender) -> Result<(), ApiError> {
+    fn finish(
+        &mut self,
+        mut reason: FinishReason,
+        tools: &[ToolSpec],
+        events: &EventSender,
+    ) -> Result<(), ApiError> {
         self.finished = true;
         let rest = self.stop.finish();
         if self.mode == OutputMode::Text {
@@ -386,8 +476,18 @@ impl ChoiceOutput {
                 Some(calls) if reason == FinishReason::Stop => {
                     let mut rng = rand::rng();
                     for (name, arguments) in calls {
-                        let call = crate::backend::ToolCall { id: crate::backend::new_tool_call_id(&mut rng), name, arguments };
-                        let _ = send(events, Event::ToolCall { index: self.index, call });
+                        let call = crate::backend::ToolCall {
+                            id: crate::backend::new_tool_call_id(&mut rng),
+                            name,
+                            arguments,
+                        };
+                        let _ = send(
+                            events,
+                            Event::ToolCall {
+                                index: self.index,
+                                call,
+                            },
+                        );
                     }
                     reason = FinishReason::ToolCalls;
                 }
@@ -400,9 +500,23 @@ impl ChoiceOutput {
         }
         if !self.pending_logprobs.is_empty() {
             let logprobs = std::mem::take(&mut self.pending_logprobs);
-            let _ = send(events, Event::Text { index: self.index, text: String::new(), logprobs });
+            let _ = send(
+                events,
+                Event::Text {
+                    index: self.index,
+                    text: String::new(),
+                    logprobs,
+                },
+            );
         }
-        let _ = send(events, Event::Finished { index: self.index, reason, completion_tokens: self.completion_tokens });
+        let _ = send(
+            events,
+            Event::Finished {
+                index: self.index,
+                reason,
+                completion_tokens: self.completion_tokens,
+            },
+        );
         Ok(())
     }
 }

@@ -40,7 +40,12 @@ impl ModelEntry {
         }
     }
 
-    pub fn checkpoint(id: &str, files: &CheckpointFiles, dtype: &str, backend: SharedBackend) -> Self {
+    pub fn checkpoint(
+        id: &str,
+        files: &CheckpointFiles,
+        dtype: &str,
+        backend: SharedBackend,
+    ) -> Self {
         let created = std::fs::metadata(&files.weights)
             .and_then(|m| m.modified())
             .ok()
@@ -81,7 +86,10 @@ impl ModelRegistry {
     /// Adds a model; an id that is already taken is refused with a message.
     pub fn add(&mut self, entry: ModelEntry) -> Result<(), String> {
         if self.get(&entry.id).is_some() {
-            return Err(format!("two models are named {:?}: give one another name with --model-alias", entry.id));
+            return Err(format!(
+                "two models are named {:?}: give one another name with --model-alias",
+                entry.id
+            ));
         }
         self.entries.push(entry);
         Ok(())
@@ -110,13 +118,23 @@ pub fn discover_checkpoints(base_dir: &Path) -> (Vec<Discovered>, Vec<PathBuf>) 
     for source in Source::ALL {
         let stage_dir = base_dir.join(source.dir_name());
         looked.push(stage_dir.clone());
-        let Ok(read) = std::fs::read_dir(&stage_dir) else { continue };
-        let mut tags: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+        let Ok(read) = std::fs::read_dir(&stage_dir) else {
+            continue;
+        };
+        let mut tags: Vec<PathBuf> = read
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
         tags.sort();
         for tag_dir in tags {
-            let Some(tag) = tag_dir.file_name().and_then(|n| n.to_str()) else { continue };
+            let Some(tag) = tag_dir.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
             if let Ok(files) = checkpoint_in_dir(&tag_dir, None) {
-                found.push(Discovered { id: format!("{}-{tag}", stage_name(source)), files });
+                found.push(Discovered {
+                    id: format!("{}-{tag}", stage_name(source)),
+                    files,
+                });
             }
         }
     }
@@ -140,7 +158,10 @@ mod tests {
     fn fixture_base_dir_gives_stage_tag_ids() {
         let (found, looked) = discover_checkpoints(&nanochat_fixtures::fixture("nanochat-2025"));
         let ids: Vec<_> = found.iter().map(|d| d.id.as_str()).collect();
-        assert_eq!(ids, ["base-d2", "mid-d2", "sft-d1", "sft-d2", "sft-d3", "rl-d1"]);
+        assert_eq!(
+            ids,
+            ["base-d2", "mid-d2", "sft-d1", "sft-d2", "sft-d3", "rl-d1"]
+        );
         assert_eq!(found[4].files.step, 650);
         assert_eq!(looked.len(), 4);
         assert!(fingerprint(&["a"]).starts_with("fp_") && fingerprint(&["a"]).len() == 13);

@@ -31,7 +31,9 @@ use crate::backend::{Event, FinishReason, TokenLogprob, ToolCall};
 pub enum Shape {
     Chat,
     /// Legacy completions; `echo` is the prompt text to put before each choice's text.
-    Completion { echo: Option<String> },
+    Completion {
+        echo: Option<String>,
+    },
 }
 
 /// What every chunk or body repeats.
@@ -58,15 +60,24 @@ struct Choice {
 }
 
 /// Reads events to the end and builds the non-streaming body.
-pub async fn collect(meta: ResponseMeta, prompt_tokens: usize, mut events: mpsc::Receiver<Event>) -> Response {
+pub async fn collect(
+    meta: ResponseMeta,
+    prompt_tokens: usize,
+    mut events: mpsc::Receiver<Event>,
+) -> Response {
     let mut choices: Vec<Choice> = (0..meta.n).map(|_| Choice::default()).collect();
     while choices.iter().any(|c| c.finish.is_none()) {
         let Some(event) = events.recv().await else {
-            return ApiError::internal("the model stopped before finishing the answer").into_response();
+            return ApiError::internal("the model stopped before finishing the answer")
+                .into_response();
         };
         match event {
             Event::Started { .. } => {}
-            Event::Text { index, text, logprobs } => {
+            Event::Text {
+                index,
+                text,
+                logprobs,
+            } => {
                 if let Some(c) = choices.get_mut(index) {
                     c.text.push_str(&text);
                     c.logprobs.extend(logprobs);
@@ -77,7 +88,11 @@ pub async fn collect(meta: ResponseMeta, prompt_tokens: usize, mut events: mpsc:
                     c.tool_calls.push(call);
                 }
             }
-            Event::Finished { index, reason, completion_tokens } => {
+            Event::Finished {
+                index,
+                reason,
+                completion_tokens,
+            } => {
                 if let Some(c) = choices.get_mut(index) {
                     c.finish = Some(reason);
                     c.completion_tokens = completion_tokens;
@@ -167,7 +182,14 @@ fn legacy_logprobs(meta: &ResponseMeta, logprobs: &[TokenLogprob], start_offset:
     }
     let top: Vec<Value> = logprobs
         .iter()
-        .map(|lp| Value::Object(lp.top.iter().map(|t| (t.token.clone(), json!(t.logprob))).collect::<Map<_, _>>()))
+        .map(|lp| {
+            Value::Object(
+                lp.top
+                    .iter()
+                    .map(|t| (t.token.clone(), json!(t.logprob)))
+                    .collect::<Map<_, _>>(),
+            )
+        })
         .collect();
     json!({
         "tokens": logprobs.iter().map(|lp| lp.token.clone()).collect::<Vec<_>>(),
@@ -211,25 +233,58 @@ impl Streamer {
         SseEvent::default().data(chunk.to_string())
     }
 
-    fn chat_choice(&self, index: usize, delta: Value, logprobs: &[TokenLogprob], finish: Option<FinishReason>) -> Value {
-        let logprobs = if logprobs.is_empty() { Value::Null } else { chat_logprobs(&self.meta, logprobs) };
+    fn chat_choice(
+        &self,
+        index: usize,
+        delta: Value,
+        logprobs: &[TokenLogprob],
+        finish: Option<FinishReason>,
+    ) -> Value {
+        let logprobs = if logprobs.is_empty() {
+            Value::Null
+        } else {
+            chat_logprobs(&self.meta, logprobs)
+        };
         json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish.map(FinishReason::as_str)})
     }
 
-    fn completion_choice(&self, index: usize, text: String, logprobs: &[TokenLogprob], finish: Option<FinishReason>) -> Value {
-        let logprobs = if logprobs.is_empty() { Value::Null } else { legacy_logprobs(&self.meta, logprobs, 0) };
+    fn completion_choice(
+        &self,
+        index: usize,
+        text: String,
+        logprobs: &[TokenLogprob],
+        finish: Option<FinishReason>,
+    ) -> Value {
+        let logprobs = if logprobs.is_empty() {
+            Value::Null
+        } else {
+            legacy_logprobs(&self.meta, logprobs, 0)
+        };
         json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish.map(FinishReason::as_str)})
     }
 
     fn on_event(&mut self, event: Event) {
         let frame = match event {
             Event::Started { .. } => return,
-            Event::Text { index, text, logprobs } => match self.meta.shape {
-                Shape::Chat => self.chunk(vec![self.chat_choice(index, json!({"content": text}), &logprobs, None)]),
-                Shape::Completion { .. } => self.chunk(vec![self.completion_choice(index, text, &logprobs, None)]),
+            Event::Text {
+                index,
+                text,
+                logprobs,
+            } => match self.meta.shape {
+                Shape::Chat => self.chunk(vec![self.chat_choice(
+                    index,
+                    json!({"content": text}),
+                    &logprobs,
+                    None,
+                )]),
+                Shape::Completion { .. } => {
+                    self.chunk(vec![self.completion_choice(index, text, &logprobs, None)])
+                }
             },
             Event::ToolCall { index, call } => {
-                let Some(k) = self.tool_calls.get_mut(index) else { return };
+                let Some(k) = self.tool_calls.get_mut(index) else {
+                    return;
+                };
                 let k_now = *k;
                 *k += 1;
                 let head = json!({"tool_calls": [{"index": k_now, "id": call.id, "type": "function", "function": {"name": call.name, "arguments": ""}}]});
@@ -238,18 +293,30 @@ impl Streamer {
                 self.frames.push_back(head);
                 self.chunk(vec![self.chat_choice(index, args, &[], None)])
             }
-            Event::Finished { index, reason, completion_tokens } => {
+            Event::Finished {
+                index,
+                reason,
+                completion_tokens,
+            } => {
                 if let Some(f) = self.finished.get_mut(index) {
                     *f = true;
                 }
                 self.completion_tokens += completion_tokens;
                 match self.meta.shape {
-                    Shape::Chat => self.chunk(vec![self.chat_choice(index, json!({}), &[], Some(reason))]),
-                    Shape::Completion { .. } => self.chunk(vec![self.completion_choice(index, String::new(), &[], Some(reason))]),
+                    Shape::Chat => {
+                        self.chunk(vec![self.chat_choice(index, json!({}), &[], Some(reason))])
+                    }
+                    Shape::Completion { .. } => self.chunk(vec![self.completion_choice(
+                        index,
+                        String::new(),
+                        &[],
+                        Some(reason),
+                    )]),
                 }
             }
             Event::Failed(error) => {
-                self.frames.push_back(SseEvent::default().data(error.body().to_string()));
+                self.frames
+                    .push_back(SseEvent::default().data(error.body().to_string()));
                 self.ended = true;
                 return;
             }
@@ -272,7 +339,8 @@ impl Streamer {
                 "choices": [],
             });
             chunk["usage"] = usage(self.prompt_tokens, self.completion_tokens);
-            self.frames.push_back(SseEvent::default().data(chunk.to_string()));
+            self.frames
+                .push_back(SseEvent::default().data(chunk.to_string()));
         }
         self.frames.push_back(SseEvent::default().data("[DONE]"));
         self.ended = true;
@@ -294,12 +362,22 @@ pub fn stream(meta: ResponseMeta, prompt_tokens: usize, events: mpsc::Receiver<E
     };
     if streamer.meta.shape == Shape::Chat {
         for index in 0..n {
-            let first = streamer.chunk(vec![streamer.chat_choice(index, json!({"role": "assistant", "content": ""}), &[], None)]);
+            let first = streamer.chunk(vec![streamer.chat_choice(
+                index,
+                json!({"role": "assistant", "content": ""}),
+                &[],
+                None,
+            )]);
             streamer.frames.push_back(first);
         }
     } else if let Shape::Completion { echo: Some(prompt) } = streamer.meta.shape.clone() {
         for index in 0..n {
-            let echoed = streamer.chunk(vec![streamer.completion_choice(index, prompt.clone(), &[], None)]);
+            let echoed = streamer.chunk(vec![streamer.completion_choice(
+                index,
+                prompt.clone(),
+                &[],
+                None,
+            )]);
             streamer.frames.push_back(echoed);
         }
     }
@@ -321,7 +399,11 @@ pub fn stream(meta: ResponseMeta, prompt_tokens: usize, events: mpsc::Receiver<E
         }
     });
     let mut response = Sse::new(frames)
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
+        .keep_alive(
+            KeepAlive::new()
+                .interval(Duration::from_secs(15))
+                .text("keep-alive"),
+        )
         .into_response();
     let headers = response.headers_mut();
     headers.insert("cache-control", HeaderValue::from_static("no-cache"));

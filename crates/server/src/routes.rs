@@ -54,7 +54,10 @@ pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
         .route("/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/models/{*id}", get(get_model))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
     let mut app = Router::new()
         .route("/", get(root))
         .route("/health", get(health))
@@ -70,12 +73,22 @@ pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
         } else {
             AllowOrigin::list(cors_origins.iter().filter_map(|o| o.parse().ok()))
         };
-        app = app.layer(CorsLayer::new().allow_origin(origins).allow_methods(Any).allow_headers(Any));
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(origins)
+                .allow_methods(Any)
+                .allow_headers(Any),
+        );
     }
     app
 }
 
-async fn require_api_key(State(state): Shared, headers: HeaderMap, request: Request, next: Next) -> Response {
+async fn require_api_key(
+    State(state): Shared,
+    headers: HeaderMap,
+    request: Request,
+    next: Next,
+) -> Response {
     if let Some(expected) = &state.api_key {
         let given = headers
             .get("authorization")
@@ -103,7 +116,9 @@ async fn health() -> Json<serde_json::Value> {
 async fn ready(State(state): Shared) -> Response {
     match state.loading.pending() {
         0 => Json(json!({"status": "ready"})).into_response(),
-        n => ApiError::unavailable(format!("Loading models: {n} still loading."), 5).into_response(),
+        n => {
+            ApiError::unavailable(format!("Loading models: {n} still loading."), 5).into_response()
+        }
     }
 }
 
@@ -128,27 +143,43 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 /// The body as JSON, with the OpenAI envelope for every way that can fail.
-fn parse_body<T: DeserializeOwned>(state: &AppState, body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+fn parse_body<T: DeserializeOwned>(
+    state: &AppState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
     let bytes = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(state.max_request_bytes)
         } else {
-            ApiError::invalid_request(format!("could not read the request body: {rejection}"), None)
+            ApiError::invalid_request(
+                format!("could not read the request body: {rejection}"),
+                None,
+            )
         }
     })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| ApiError::invalid_request(format!("We could not parse the JSON body of your request: {e}"), None))
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid_request(
+            format!("We could not parse the JSON body of your request: {e}"),
+            None,
+        )
+    })
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 async fn chat_completions(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     let run = async {
         let body: ChatCompletionRequest = parse_body(&state, body)?;
         let stream = body.stream.unwrap_or(false);
-        let include_usage = body.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        let include_usage = body
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
         let request = validate::chat_request(body, &state.limits, rand::random())?;
         let logprobs = request.logprobs.is_some();
         let meta = |model: String, fingerprint: String, n| ResponseMeta {
@@ -170,7 +201,11 @@ async fn completions(State(state): Shared, body: Result<Bytes, BytesRejection>) 
     let run = async {
         let body: CompletionRequest = parse_body(&state, body)?;
         let stream = body.stream.unwrap_or(false);
-        let include_usage = body.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        let include_usage = body
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
         let echo = body.echo.unwrap_or(false);
         let request = validate::completion_request(body, &state.limits, rand::random())?;
         let echo = match (&request.prompt, echo) {
@@ -200,7 +235,10 @@ async fn answer(
     stream: bool,
     meta: impl FnOnce(String, String, usize) -> ResponseMeta,
 ) -> Result<Response, ApiError> {
-    let entry = state.models.get(&request.model).ok_or_else(|| ApiError::model_not_found(&request.model))?;
+    let entry = state
+        .models
+        .get(&request.model)
+        .ok_or_else(|| ApiError::model_not_found(&request.model))?;
     if let Some(fault) = state.faults.draw(&request.model) {
         return Err(fault);
     }
@@ -211,7 +249,11 @@ async fn answer(
     let prompt_tokens = match events.recv().await {
         Some(Event::Started { prompt_tokens }) => prompt_tokens,
         Some(Event::Failed(error)) => return Err(error),
-        Some(other) => return Err(ApiError::internal(format!("the model answered before starting: {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::internal(format!(
+                "the model answered before starting: {other:?}"
+            )))
+        }
         None => return Err(ApiError::internal("the model stopped without answering")),
     };
     Ok(if stream {

@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn partial_matches_are_released_when_they_fail() {
-        assert_eq!(run(&["END"], &["hello E", "Nx"]), ("hello ENx".into(), false));
+        assert_eq!(
+            run(&["END"], &["hello E", "Nx"]),
+            ("hello ENx".into(), false)
+        );
         assert_eq!(run(&["END"], &["tail E"]), ("tail E".into(), false));
     }
 

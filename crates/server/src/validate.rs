@@ -50,11 +50,17 @@ pub fn chat_request(
         .or(positive("max_tokens", body.max_tokens)?);
     let top_logprobs = match (body.logprobs, body.top_logprobs) {
         (_, Some(k)) if !(0..=20).contains(&k) => {
-            return Err(ApiError::invalid_value("top_logprobs", format!("top_logprobs must be between 0 and 20, got {k}")))
+            return Err(ApiError::invalid_value(
+                "top_logprobs",
+                format!("top_logprobs must be between 0 and 20, got {k}"),
+            ))
         }
         (Some(true), k) => Some(k.unwrap_or(0) as usize),
         (_, Some(_)) => {
-            return Err(ApiError::invalid_request("top_logprobs requires logprobs to be true", Some("top_logprobs")))
+            return Err(ApiError::invalid_request(
+                "top_logprobs requires logprobs to be true",
+                Some("top_logprobs"),
+            ))
         }
         _ => None,
     };
@@ -106,14 +112,20 @@ pub fn completion_request(
     if let Prompt::Text(text) = &prompt {
         if text.chars().count() > limits.max_total_chars {
             return Err(ApiError::invalid_request(
-                format!("prompt is longer than {} characters", limits.max_total_chars),
+                format!(
+                    "prompt is longer than {} characters",
+                    limits.max_total_chars
+                ),
                 Some("prompt"),
             ));
         }
     }
     let logprobs = match body.logprobs {
         Some(k) if !(0..=5).contains(&k) => {
-            return Err(ApiError::invalid_value("logprobs", format!("logprobs must be between 0 and 5, got {k}")))
+            return Err(ApiError::invalid_value(
+                "logprobs",
+                format!("logprobs must be between 0 and 5, got {k}"),
+            ))
         }
         k => k.map(|k| k as usize),
     };
@@ -161,11 +173,18 @@ fn token_ids(ids: &[i64]) -> Result<Vec<u32>> {
 
 fn messages(wire: &[WireMessage], limits: &RequestLimits) -> Result<Vec<ChatMessage>> {
     if wire.is_empty() {
-        return Err(ApiError::invalid_request("messages must contain at least one message", Some("messages")));
+        return Err(ApiError::invalid_request(
+            "messages must contain at least one message",
+            Some("messages"),
+        ));
     }
     if wire.len() > limits.max_messages {
         return Err(ApiError::invalid_request(
-            format!("too many messages: {} (this server accepts at most {})", wire.len(), limits.max_messages),
+            format!(
+                "too many messages: {} (this server accepts at most {})",
+                wire.len(),
+                limits.max_messages
+            ),
             Some("messages"),
         ));
     }
@@ -180,7 +199,9 @@ fn messages(wire: &[WireMessage], limits: &RequestLimits) -> Result<Vec<ChatMess
             other => {
                 return Err(ApiError::invalid_value(
                     &format!("messages[{i}].role"),
-                    format!("unknown role {other:?}: expected system, developer, user, assistant or tool"),
+                    format!(
+                    "unknown role {other:?}: expected system, developer, user, assistant or tool"
+                ),
                 ))
             }
         };
@@ -227,7 +248,10 @@ fn messages(wire: &[WireMessage], limits: &RequestLimits) -> Result<Vec<ChatMess
         if chars > limits.max_message_chars {
             return Err(ApiError::invalid_value(
                 &format!("messages[{i}].content"),
-                format!("message {i} is too long: {chars} characters (at most {})", limits.max_message_chars),
+                format!(
+                    "message {i} is too long: {chars} characters (at most {})",
+                    limits.max_message_chars
+                ),
             ));
         }
         total += chars;
@@ -241,7 +265,10 @@ fn messages(wire: &[WireMessage], limits: &RequestLimits) -> Result<Vec<ChatMess
     }
     if total > limits.max_total_chars {
         return Err(ApiError::invalid_request(
-            format!("the conversation is too long: {total} characters (at most {})", limits.max_total_chars),
+            format!(
+                "the conversation is too long: {total} characters (at most {})",
+                limits.max_total_chars
+            ),
             Some("messages"),
         ));
     }
@@ -250,7 +277,10 @@ fn messages(wire: &[WireMessage], limits: &RequestLimits) -> Result<Vec<ChatMess
 
 fn positive(name: &str, value: Option<i64>) -> Result<Option<usize>> {
     match value {
-        Some(v) if v < 1 => Err(ApiError::invalid_value(name, format!("{name} must be at least 1, got {v}"))),
+        Some(v) if v < 1 => Err(ApiError::invalid_value(
+            name,
+            format!("{name} must be at least 1, got {v}"),
+        )),
         Some(v) => Ok(Some(v as usize)),
         None => Ok(None),
     }
@@ -260,7 +290,10 @@ fn choices(name: &str, n: Option<i64>, limits: &RequestLimits) -> Result<usize> 
     match n {
         None => Ok(1),
         Some(n) if n >= 1 && n as usize <= limits.max_n => Ok(n as usize),
-        Some(n) => Err(ApiError::invalid_value(name, format!("{name} must be between 1 and {}, got {n}", limits.max_n))),
+        Some(n) => Err(ApiError::invalid_value(
+            name,
+            format!("{name} must be between 1 and {}, got {n}", limits.max_n),
+        )),
     }
 }
 
@@ -284,19 +317,30 @@ fn sampling(
 ) -> Result<SamplingParams> {
     let top_p = in_range("top_p", top_p, 0.0, 1.0)?;
     let top_k = match ext.top_k {
-        Some(k) if k < 1 => return Err(ApiError::invalid_value("top_k", format!("top_k must be at least 1, got {k}"))),
+        Some(k) if k < 1 => {
+            return Err(ApiError::invalid_value(
+                "top_k",
+                format!("top_k must be at least 1, got {k}"),
+            ))
+        }
         k => k.map(|k| k as usize),
     };
     let repetition_penalty = match ext.repetition_penalty {
         Some(r) if !(r.is_finite() && r > 0.0) => {
-            return Err(ApiError::invalid_value("repetition_penalty", format!("repetition_penalty must be > 0, got {r}")))
+            return Err(ApiError::invalid_value(
+                "repetition_penalty",
+                format!("repetition_penalty must be > 0, got {r}"),
+            ))
         }
         r => r.unwrap_or(1.0) as f32,
     };
     let mut bias = Vec::new();
     for (key, &value) in logit_bias.into_iter().flatten() {
         let token = key.parse::<u32>().map_err(|_| {
-            ApiError::invalid_value("logit_bias", format!("logit_bias keys must be token ids, got {key:?}"))
+            ApiError::invalid_value(
+                "logit_bias",
+                format!("logit_bias keys must be token ids, got {key:?}"),
+            )
         })?;
         let value = in_range("logit_bias", Some(value), -100.0, 100.0)?.unwrap_or(0.0);
         bias.push((token, value));
@@ -322,7 +366,10 @@ fn stop(stop: Option<StopField>) -> Result<Vec<String>> {
         Some(StopField::Many(v)) => v,
     };
     if stops.len() > 4 {
-        return Err(ApiError::invalid_value("stop", format!("stop accepts at most 4 sequences, got {}", stops.len())));
+        return Err(ApiError::invalid_value(
+            "stop",
+            format!("stop accepts at most 4 sequences, got {}", stops.len()),
+        ));
     }
     Ok(stops.into_iter().filter(|s| !s.is_empty()).collect())
 }
@@ -336,22 +383,32 @@ fn response_format(format: Option<&ResponseFormatField>) -> Result<OutputFormat>
         "json_object" => Ok(OutputFormat::JsonObject),
         "json_schema" => {
             let spec = format.json_schema.as_ref().ok_or_else(|| {
-                ApiError::invalid_request("response_format json_schema needs a json_schema object", Some("response_format.json_schema"))
+                ApiError::invalid_request(
+                    "response_format json_schema needs a json_schema object",
+                    Some("response_format.json_schema"),
+                )
             })?;
             // OpenAI wraps the schema ({name, schema, strict}); the Go simulator did not.
             let schema = match spec.get("schema") {
                 Some(schema) => schema.clone(),
-                None if spec.get("type").is_some() || spec.get("properties").is_some() => spec.clone(),
+                None if spec.get("type").is_some() || spec.get("properties").is_some() => {
+                    spec.clone()
+                }
                 None => json!({"type": "object"}),
             };
             if !(schema.is_object() || schema.is_boolean()) {
-                return Err(ApiError::invalid_value("response_format.json_schema.schema", "the schema must be a JSON object"));
+                return Err(ApiError::invalid_value(
+                    "response_format.json_schema.schema",
+                    "the schema must be a JSON object",
+                ));
             }
             Ok(OutputFormat::JsonSchema(schema))
         }
         other => Err(ApiError::invalid_value(
             "response_format.type",
-            format!("unknown response_format type {other:?}: expected text, json_object or json_schema"),
+            format!(
+                "unknown response_format type {other:?}: expected text, json_object or json_schema"
+            ),
         )),
     }
 }
@@ -361,20 +418,32 @@ fn tools(wire: &[WireTool]) -> Result<Vec<ToolSpec>> {
         .enumerate()
         .map(|(i, tool)| {
             if tool.kind.as_deref().is_some_and(|k| k != "function") {
-                return Err(ApiError::invalid_value(&format!("tools[{i}].type"), "only tools of type \"function\" are supported"));
+                return Err(ApiError::invalid_value(
+                    &format!("tools[{i}].type"),
+                    "only tools of type \"function\" are supported",
+                ));
             }
             let function = tool.function.as_ref().ok_or_else(|| {
-                ApiError::invalid_request(format!("tools[{i}] has no function"), Some(&format!("tools[{i}].function")))
+                ApiError::invalid_request(
+                    format!("tools[{i}] has no function"),
+                    Some(&format!("tools[{i}].function")),
+                )
             })?;
             if function.name.is_empty() {
-                return Err(ApiError::invalid_value(&format!("tools[{i}].function.name"), "a tool needs a name"));
+                return Err(ApiError::invalid_value(
+                    &format!("tools[{i}].function.name"),
+                    "a tool needs a name",
+                ));
             }
             let parameters = function
                 .parameters
                 .clone()
                 .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
             if !parameters.is_object() {
-                return Err(ApiError::invalid_value(&format!("tools[{i}].function.parameters"), "parameters must be a JSON Schema object"));
+                return Err(ApiError::invalid_value(
+                    &format!("tools[{i}].function.parameters"),
+                    "parameters must be a JSON Schema object",
+                ));
             }
             Ok(ToolSpec {
                 name: function.name.clone(),
@@ -393,40 +462,76 @@ fn tool_choice(choice: Option<&ToolChoiceField>, tools: &[ToolSpec]) -> Result<T
             "none" => ToolChoice::None,
             "auto" => ToolChoice::Auto,
             "required" => ToolChoice::Required,
-            other => return Err(ApiError::invalid_value("tool_choice", format!("unknown tool_choice {other:?}: expected none, auto, required or a function"))),
+            other => {
+                return Err(ApiError::invalid_value(
+                    "tool_choice",
+                    format!(
+                    "unknown tool_choice {other:?}: expected none, auto, required or a function"
+                ),
+                ))
+            }
         },
         Some(ToolChoiceField::Named { function }) => {
             if !tools.iter().any(|t| t.name == function.name) {
-                return Err(ApiError::invalid_value("tool_choice", format!("tool_choice names {:?}, which is not in tools", function.name)));
+                return Err(ApiError::invalid_value(
+                    "tool_choice",
+                    format!(
+                        "tool_choice names {:?}, which is not in tools",
+                        function.name
+                    ),
+                ));
             }
             ToolChoice::Named(function.name.clone())
         }
     };
     if tools.is_empty() && matches!(choice, ToolChoice::Required) {
-        return Err(ApiError::invalid_value("tool_choice", "tool_choice \"required\" needs tools"));
+        return Err(ApiError::invalid_value(
+            "tool_choice",
+            "tool_choice \"required\" needs tools",
+        ));
     }
     Ok(choice)
 }
 
-fn simulation(ext: &Extensions, stream_options: Option<&StreamOptions>) -> Result<SimulationOverrides> {
-    let millis = |name: &str, v: Option<f64>| in_range(name, v, 0.0, 600_000.0).map(|v| v.map(f64::from));
+fn simulation(
+    ext: &Extensions,
+    stream_options: Option<&StreamOptions>,
+) -> Result<SimulationOverrides> {
+    let millis =
+        |name: &str, v: Option<f64>| in_range(name, v, 0.0, 600_000.0).map(|v| v.map(f64::from));
     let echo = match ext.sim_mode.as_deref() {
         None => None,
         Some("echo") => Some(true),
         Some("random") => Some(false),
-        Some(other) => return Err(ApiError::invalid_value("sim_mode", format!("sim_mode must be random or echo, got {other:?}"))),
+        Some(other) => {
+            return Err(ApiError::invalid_value(
+                "sim_mode",
+                format!("sim_mode must be random or echo, got {other:?}"),
+            ))
+        }
     };
     if let Some(length) = &ext.response_length {
-        if !matches!(length.to_ascii_lowercase().as_str(), "short" | "medium" | "long") {
-            return Err(ApiError::invalid_value("response_length", format!("response_length must be short, medium or long, got {length:?}")));
+        if !matches!(
+            length.to_ascii_lowercase().as_str(),
+            "short" | "medium" | "long"
+        ) {
+            return Err(ApiError::invalid_value(
+                "response_length",
+                format!("response_length must be short, medium or long, got {length:?}"),
+            ));
         }
     }
     let mut itl_ms = millis("itl_ms", ext.itl_ms)?;
     let mut itl_jitter_ms = millis("itl_jitter_ms", ext.itl_jitter_ms)?;
-    let tps = ext.tokens_per_second.or(stream_options.and_then(|o| o.tokens_per_second));
+    let tps = ext
+        .tokens_per_second
+        .or(stream_options.and_then(|o| o.tokens_per_second));
     if let Some(tps) = tps {
         if !(tps.is_finite() && tps > 0.0) {
-            return Err(ApiError::invalid_value("tokens_per_second", format!("tokens_per_second must be > 0, got {tps}")));
+            return Err(ApiError::invalid_value(
+                "tokens_per_second",
+                format!("tokens_per_second must be > 0, got {tps}"),
+            ));
         }
         itl_ms = Some(1000.0 / tps);
     }
@@ -434,7 +539,9 @@ fn simulation(ext: &Extensions, stream_options: Option<&StreamOptions>) -> Resul
     if let Some(options) = stream_options {
         if let (Some(lo), Some(hi)) = (options.delay_min_ms, options.delay_max_ms) {
             let lo = millis("stream_options.delay_min_ms", Some(lo))?.unwrap_or(0.0);
-            let hi = millis("stream_options.delay_max_ms", Some(hi))?.unwrap_or(0.0).max(lo);
+            let hi = millis("stream_options.delay_max_ms", Some(hi))?
+                .unwrap_or(0.0)
+                .max(lo);
             itl_ms = Some((lo + hi) / 2.0);
             itl_jitter_ms = Some((hi - lo) / 2.0);
         }
@@ -453,7 +560,11 @@ mod tests {
     use super::*;
 
     fn chat(body: Value) -> Result<GenerationRequest> {
-        chat_request(serde_json::from_value(body).unwrap(), &RequestLimits::default(), 0)
+        chat_request(
+            serde_json::from_value(body).unwrap(),
+            &RequestLimits::default(),
+            0,
+        )
     }
 
     #[test]
@@ -470,24 +581,51 @@ mod tests {
         .unwrap();
         let Prompt::Chat(m) = &r.prompt else { panic!() };
         assert_eq!((m[0].role, m[1].content.as_str()), (Role::System, "ab"));
-        assert_eq!((r.max_tokens, r.stop.clone(), r.sampling.top_k, r.seed), (Some(7), vec!["x".to_string()], Some(5), 3));
+        assert_eq!(
+            (r.max_tokens, r.stop.clone(), r.sampling.top_k, r.seed),
+            (Some(7), vec!["x".to_string()], Some(5), 3)
+        );
     }
 
     #[test]
     fn bad_values_name_their_parameter() {
         let base = |extra: Value| {
             let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
-            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            body.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             chat(body).unwrap_err()
         };
-        assert_eq!(base(json!({"temperature": 5})).param.as_deref(), Some("temperature"));
+        assert_eq!(
+            base(json!({"temperature": 5})).param.as_deref(),
+            Some("temperature")
+        );
         assert_eq!(base(json!({"n": 0})).param.as_deref(), Some("n"));
-        assert_eq!(base(json!({"stop": ["a", "b", "c", "d", "e"]})).param.as_deref(), Some("stop"));
-        assert_eq!(base(json!({"top_logprobs": 3})).param.as_deref(), Some("top_logprobs"));
-        assert_eq!(base(json!({"tool_choice": "required"})).param.as_deref(), Some("tool_choice"));
-        assert_eq!(base(json!({"logit_bias": {"x": 1}})).param.as_deref(), Some("logit_bias"));
-        let image = chat(json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}));
-        assert_eq!(image.unwrap_err().param.as_deref(), Some("messages[0].content[0]"));
+        assert_eq!(
+            base(json!({"stop": ["a", "b", "c", "d", "e"]}))
+                .param
+                .as_deref(),
+            Some("stop")
+        );
+        assert_eq!(
+            base(json!({"top_logprobs": 3})).param.as_deref(),
+            Some("top_logprobs")
+        );
+        assert_eq!(
+            base(json!({"tool_choice": "required"})).param.as_deref(),
+            Some("tool_choice")
+        );
+        assert_eq!(
+            base(json!({"logit_bias": {"x": 1}})).param.as_deref(),
+            Some("logit_bias")
+        );
+        let image = chat(
+            json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]}),
+        );
+        assert_eq!(
+            image.unwrap_err().param.as_deref(),
+            Some("messages[0].content[0]")
+        );
         let role = chat(json!({"model": "m", "messages": [{"role": "wizard", "content": "x"}]}));
         assert_eq!(role.unwrap_err().param.as_deref(), Some("messages[0].role"));
     }
@@ -501,7 +639,10 @@ mod tests {
             "tool_choice": {"type": "function", "function": {"name": "f"}}
         }))
         .unwrap();
-        assert_eq!(r.output, OutputFormat::JsonSchema(json!({"type": "integer"})));
+        assert_eq!(
+            r.output,
+            OutputFormat::JsonSchema(json!({"type": "integer"}))
+        );
         assert_eq!(r.tool_choice, ToolChoice::Named("f".into()));
         let bare = chat(json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
             "response_format": {"type": "json_schema", "json_schema": {"type": "object", "properties": {}}}})).unwrap();

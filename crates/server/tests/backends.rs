@@ -31,7 +31,10 @@ fn request(model: &str, max_tokens: usize) -> GenerationRequest {
         }]),
         max_tokens: Some(max_tokens),
         n: 1,
-        sampling: SamplingParams { temperature: 1.0, ..SamplingParams::default() },
+        sampling: SamplingParams {
+            temperature: 1.0,
+            ..SamplingParams::default()
+        },
         seed: 1,
         stop: vec![],
         logprobs: None,
@@ -58,7 +61,12 @@ async fn eventually(mut condition: impl FnMut() -> bool) -> bool {
 #[tokio::test]
 async fn simulated_generation_stops_when_the_client_leaves() {
     // 50 ms between pieces and a long answer: finishing would take many seconds.
-    let settings = SimulatorSettings { ttft_ms: 0.0, itl_ms: 50.0, itl_jitter_ms: 0.0, ..Default::default() };
+    let settings = SimulatorSettings {
+        ttft_ms: 0.0,
+        itl_ms: 50.0,
+        itl_jitter_ms: 0.0,
+        ..Default::default()
+    };
     let backend = SimulatedBackend::new(settings);
     let mut req = request("sim", 10_000);
     req.simulation.response_length = Some("long".into());
@@ -69,7 +77,9 @@ async fn simulated_generation_stops_when_the_client_leaves() {
     drop(rx);
     let stats = backend.stats();
     assert!(
-        eventually(|| stats.cancelled.load(Ordering::SeqCst) == 1 && stats.running.load(Ordering::SeqCst) == 0).await,
+        eventually(|| stats.cancelled.load(Ordering::SeqCst) == 1
+            && stats.running.load(Ordering::SeqCst) == 0)
+        .await,
         "the simulated request kept running after its client left"
     );
 }
@@ -90,7 +100,9 @@ async fn model_generation_stops_when_the_client_leaves() {
     drop(rx);
     let stats = backend.stats();
     assert!(
-        eventually(|| stats.cancelled.load(Ordering::SeqCst) == 1 && stats.running.load(Ordering::SeqCst) == 0).await,
+        eventually(|| stats.cancelled.load(Ordering::SeqCst) == 1
+            && stats.running.load(Ordering::SeqCst) == 0)
+        .await,
         "the model kept generating after its client left"
     );
     // The worker is free again: a new request is answered to the end.
@@ -98,7 +110,10 @@ async fn model_generation_stops_when_the_client_leaves() {
     backend.submit(request("sft-d2", 5), tx);
     let mut finished = None;
     while let Some(event) = rx.recv().await {
-        if let Event::Finished { completion_tokens, .. } = event {
+        if let Event::Finished {
+            completion_tokens, ..
+        } = event
+        {
             finished = Some(completion_tokens);
         }
     }
@@ -141,7 +156,11 @@ async fn a_failure_mid_stream_is_an_error_event_without_done() {
     let payloads = sse_payloads(
         false,
         vec![
-            Event::Text { index: 0, text: "Hel".into(), logprobs: vec![] },
+            Event::Text {
+                index: 0,
+                text: "Hel".into(),
+                logprobs: vec![],
+            },
             Event::Failed(ApiError::internal("the model crashed")),
         ],
     )
@@ -154,27 +173,60 @@ async fn a_failure_mid_stream_is_an_error_event_without_done() {
 
 #[tokio::test]
 async fn chunks_carry_role_once_tool_indexes_and_usage_only_when_asked() {
-    let call = |name: &str| ToolCall { id: format!("call_{name}"), name: name.into(), arguments: "{\"a\":1}".into() };
+    let call = |name: &str| ToolCall {
+        id: format!("call_{name}"),
+        name: name.into(),
+        arguments: "{\"a\":1}".into(),
+    };
     let events = vec![
-        Event::ToolCall { index: 0, call: call("f") },
-        Event::ToolCall { index: 0, call: call("g") },
-        Event::Finished { index: 0, reason: FinishReason::ToolCalls, completion_tokens: 4 },
+        Event::ToolCall {
+            index: 0,
+            call: call("f"),
+        },
+        Event::ToolCall {
+            index: 0,
+            call: call("g"),
+        },
+        Event::Finished {
+            index: 0,
+            reason: FinishReason::ToolCalls,
+            completion_tokens: 4,
+        },
     ];
     let payloads = sse_payloads(true, events.clone()).await;
     assert_eq!(payloads.last().unwrap(), "[DONE]");
-    let chunks: Vec<Value> = payloads[..payloads.len() - 1].iter().map(|p| serde_json::from_str(p).unwrap()).collect();
-    let roles = chunks.iter().filter(|c| c["choices"][0]["delta"].get("role").is_some()).count();
+    let chunks: Vec<Value> = payloads[..payloads.len() - 1]
+        .iter()
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
+    let roles = chunks
+        .iter()
+        .filter(|c| c["choices"][0]["delta"].get("role").is_some())
+        .count();
     assert_eq!(roles, 1);
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
-    let fragments: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0)).collect();
-    let indexes: Vec<u64> = fragments.iter().map(|f| f["index"].as_u64().unwrap()).collect();
+    let fragments: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    let indexes: Vec<u64> = fragments
+        .iter()
+        .map(|f| f["index"].as_u64().unwrap())
+        .collect();
     assert_eq!(indexes, [0, 0, 1, 1]);
     assert_eq!(fragments[0]["id"], "call_f");
     assert_eq!(fragments[1]["function"]["arguments"], "{\"a\":1}");
     let usage = chunks.last().unwrap();
     assert_eq!(usage["choices"].as_array().unwrap().len(), 0);
     assert_eq!(usage["usage"]["total_tokens"], 7);
-    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null()));
-    let without: Vec<Value> = sse_payloads(false, events).await.iter().filter(|p| *p != "[DONE]").map(|p| serde_json::from_str(p).unwrap()).collect();
+    assert!(chunks[..chunks.len() - 1]
+        .iter()
+        .all(|c| c["usage"].is_null()));
+    let without: Vec<Value> = sse_payloads(false, events)
+        .await
+        .iter()
+        .filter(|p| *p != "[DONE]")
+        .map(|p| serde_json::from_str(p).unwrap())
+        .collect();
     assert!(without.iter().all(|c| c.get("usage").is_none()));
 }

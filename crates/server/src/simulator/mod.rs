@@ -20,8 +20,8 @@ use serde_json::Value;
 
 use crate::api_error::ApiError;
 use crate::backend::{
-    new_tool_call_id, Backend, BackendStats, ChatMessage, Event, EventSender, FinishReason, GenerationRequest,
-    OutputFormat, Prompt, Role, TokenLogprob, ToolCall, ToolChoice, TopLogprob,
+    new_tool_call_id, Backend, BackendStats, ChatMessage, Event, EventSender, FinishReason,
+    GenerationRequest, OutputFormat, Prompt, Role, TokenLogprob, ToolCall, ToolChoice, TopLogprob,
 };
 use crate::stop::StopMatcher;
 use text::{generate_text, split_pieces, ResponseLength};
@@ -58,7 +58,10 @@ pub struct SimulatedBackend {
 
 impl SimulatedBackend {
     pub fn new(settings: SimulatorSettings) -> Self {
-        Self { settings, stats: Arc::default() }
+        Self {
+            settings,
+            stats: Arc::default(),
+        }
     }
 }
 
@@ -103,11 +106,25 @@ struct Plan {
 fn plan(settings: &SimulatorSettings, request: &GenerationRequest) -> Result<Plan, ApiError> {
     let o = &request.simulation;
     let echo = o.echo.unwrap_or(settings.echo);
-    let length = o.response_length.as_deref().and_then(ResponseLength::parse).or(settings.response_length);
-    let (prompt_text, last_user, messages): (String, String, &[ChatMessage]) = match &request.prompt {
+    let length = o
+        .response_length
+        .as_deref()
+        .and_then(ResponseLength::parse)
+        .or(settings.response_length);
+    let (prompt_text, last_user, messages): (String, String, &[ChatMessage]) = match &request.prompt
+    {
         Prompt::Chat(messages) => (
-            messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n"),
-            messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default(),
+            messages
+                .iter()
+                .map(|m| m.content.as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+            messages
+                .iter()
+                .rev()
+                .find(|m| m.role == Role::User)
+                .map(|m| m.content.clone())
+                .unwrap_or_default(),
             messages,
         ),
         Prompt::Text(text) => (text.clone(), text.clone(), &[]),
@@ -131,14 +148,24 @@ fn plan(settings: &SimulatorSettings, request: &GenerationRequest) -> Result<Pla
             Answer::ToolCalls(tool_calls(request, &mut rng)?)
         } else {
             match &request.output {
-                OutputFormat::JsonSchema(schema) => Answer::Pieces(json_pieces(&sample(schema, &mut rng, "response_format")?)),
-                OutputFormat::JsonObject => Answer::Pieces(json_pieces(&sample(&serde_json::json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}), &mut rng, "response_format")?)),
+                OutputFormat::JsonSchema(schema) => {
+                    Answer::Pieces(json_pieces(&sample(schema, &mut rng, "response_format")?))
+                }
+                OutputFormat::JsonObject => Answer::Pieces(json_pieces(&sample(
+                    &serde_json::json!({"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}),
+                    &mut rng,
+                    "response_format",
+                )?)),
                 OutputFormat::Text if echo => Answer::Pieces(split_pieces(&last_user)),
                 OutputFormat::Text => {
                     let average = if messages.is_empty() {
                         prompt_text.chars().count() as f64
                     } else {
-                        messages.iter().map(|m| m.content.chars().count()).sum::<usize>() as f64 / messages.len() as f64
+                        messages
+                            .iter()
+                            .map(|m| m.content.chars().count())
+                            .sum::<usize>() as f64
+                            / messages.len() as f64
                     };
                     let length = length.unwrap_or_else(|| ResponseLength::infer(average, &mut rng));
                     let target = length.target_chars(&mut rng);
@@ -158,8 +185,12 @@ fn plan(settings: &SimulatorSettings, request: &GenerationRequest) -> Result<Pla
 }
 
 fn sample(schema: &Value, rng: &mut StdRng, param: &str) -> Result<Value, ApiError> {
-    schema_sample::sample_value(schema, rng)
-        .map_err(|e| ApiError::invalid_request(format!("the simulator cannot satisfy this schema: {e}"), Some(param)))
+    schema_sample::sample_value(schema, rng).map_err(|e| {
+        ApiError::invalid_request(
+            format!("the simulator cannot satisfy this schema: {e}"),
+            Some(param),
+        )
+    })
 }
 
 /// Compact JSON cut into pieces of a few characters, streamed like tokens.
@@ -188,7 +219,11 @@ fn tool_calls(request: &GenerationRequest, rng: &mut StdRng) -> Result<Vec<ToolC
         .into_iter()
         .map(|tool| {
             let arguments = sample(&tool.parameters, rng, "tools")?;
-            Ok(ToolCall { id: new_tool_call_id(rng), name: tool.name.clone(), arguments: arguments.to_string() })
+            Ok(ToolCall {
+                id: new_tool_call_id(rng),
+                name: tool.name.clone(),
+                arguments: arguments.to_string(),
+            })
         })
         .collect()
 }
@@ -208,9 +243,20 @@ async fn pause(events: &EventSender, ms: f64) -> bool {
 struct Cancelled;
 
 /// Emits the plan with its latencies: every choice advances one piece per step.
-async fn play(plan: Plan, request: &GenerationRequest, events: &EventSender) -> Result<(), Cancelled> {
+async fn play(
+    plan: Plan,
+    request: &GenerationRequest,
+    events: &EventSender,
+) -> Result<(), Cancelled> {
     let mut rng = StdRng::seed_from_u64(request.seed ^ 0x5eed);
-    if events.send(Event::Started { prompt_tokens: plan.prompt_tokens }).await.is_err() || !pause(events, plan.ttft).await {
+    if events
+        .send(Event::Started {
+            prompt_tokens: plan.prompt_tokens,
+        })
+        .await
+        .is_err()
+        || !pause(events, plan.ttft).await
+    {
         return Err(Cancelled);
     }
     let budget = request.max_tokens.unwrap_or(usize::MAX);
@@ -218,20 +264,31 @@ async fn play(plan: Plan, request: &GenerationRequest, events: &EventSender) -> 
     for (index, answer) in plan.answers.into_iter().enumerate() {
         match answer {
             Answer::ToolCalls(calls) => {
-                let tokens = calls.iter().map(|c| split_pieces(&c.arguments).len() + 1).sum();
+                let tokens = calls
+                    .iter()
+                    .map(|c| split_pieces(&c.arguments).len() + 1)
+                    .sum();
                 for call in calls {
                     if events.send(Event::ToolCall { index, call }).await.is_err() {
                         return Err(Cancelled);
                     }
                 }
-                let finished = Event::Finished { index, reason: FinishReason::ToolCalls, completion_tokens: tokens };
+                let finished = Event::Finished {
+                    index,
+                    reason: FinishReason::ToolCalls,
+                    completion_tokens: tokens,
+                };
                 if events.send(finished).await.is_err() {
                     return Err(Cancelled);
                 }
                 streams.push((Vec::new().into_iter(), StopMatcher::default(), 0, true));
             }
             Answer::Pieces(pieces) => {
-                let stops = if request.output == OutputFormat::Text { request.stop.clone() } else { Vec::new() };
+                let stops = if request.output == OutputFormat::Text {
+                    request.stop.clone()
+                } else {
+                    Vec::new()
+                };
                 streams.push((pieces.into_iter(), StopMatcher::new(&stops), 0, false));
             }
         }
@@ -262,12 +319,29 @@ async fn play(plan: Plan, request: &GenerationRequest, events: &EventSender) -> 
                     (text, stopped.then_some(FinishReason::Stop))
                 }
             };
-            if (!text.is_empty() || !logprobs.is_empty()) && events.send(Event::Text { index, text, logprobs }).await.is_err() {
+            if (!text.is_empty() || !logprobs.is_empty())
+                && events
+                    .send(Event::Text {
+                        index,
+                        text,
+                        logprobs,
+                    })
+                    .await
+                    .is_err()
+            {
                 return Err(Cancelled);
             }
             if let Some(reason) = reason {
                 *done = true;
-                if events.send(Event::Finished { index, reason, completion_tokens: *used }).await.is_err() {
+                if events
+                    .send(Event::Finished {
+                        index,
+                        reason,
+                        completion_tokens: *used,
+                    })
+                    .await
+                    .is_err()
+                {
                     return Err(Cancelled);
                 }
             }
@@ -280,14 +354,34 @@ async fn play(plan: Plan, request: &GenerationRequest, events: &EventSender) -> 
 /// alternatives of decreasing probability.
 fn fake_logprob(piece: &str, top: usize, rng: &mut StdRng) -> TokenLogprob {
     let logprob = -rng.random_range(0.0..0.7f32);
-    let mut alternatives = vec![TopLogprob { token: piece.to_string(), bytes: piece.as_bytes().to_vec(), logprob }];
+    let mut alternatives = vec![TopLogprob {
+        token: piece.to_string(),
+        bytes: piece.as_bytes().to_vec(),
+        logprob,
+    }];
     let mut next = logprob;
-    for word in [" the", " a", ",", " and", " of", " to", ".", " in", " is", " it", " that", " for", " on", " with", " as", " was", " at", " by", " this", " we", " you"].iter().filter(|w| **w != piece).take(top.saturating_sub(1)) {
+    for word in [
+        " the", " a", ",", " and", " of", " to", ".", " in", " is", " it", " that", " for", " on",
+        " with", " as", " was", " at", " by", " this", " we", " you",
+    ]
+    .iter()
+    .filter(|w| **w != piece)
+    .take(top.saturating_sub(1))
+    {
         next -= rng.random_range(0.5..2.0f32);
-        alternatives.push(TopLogprob { token: word.to_string(), bytes: word.as_bytes().to_vec(), logprob: next });
+        alternatives.push(TopLogprob {
+            token: word.to_string(),
+            bytes: word.as_bytes().to_vec(),
+            logprob: next,
+        });
     }
     alternatives.truncate(top);
-    TokenLogprob { token: piece.to_string(), bytes: piece.as_bytes().to_vec(), logprob, top: alternatives }
+    TokenLogprob {
+        token: piece.to_string(),
+        bytes: piece.as_bytes().to_vec(),
+        logprob,
+        top: alternatives,
+    }
 }
 
 /// A standard normal draw (Box–Muller), for latency jitter.
