@@ -39,7 +39,7 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Serve models over an OpenAI-compatible HTTP API (plus simulated models for testing apps).
     Serve(serve::ServeArgs),
-    /// Measure speed: tokenizer encode/decode/training throughput.
+    /// Measure speed: tokenizer throughput, engine prefill/decode, a server under concurrent streams.
     Bench(bench::BenchArgs),
 }
 

@@ -69,7 +69,12 @@ impl BoundServer {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.app)
+        // Tokens are small writes: without TCP_NODELAY, Nagle's algorithm and the client's
+        // delayed ACK hold each one back ~40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(self.listener, |stream| {
+            let _ = stream.set_nodelay(true);
+        });
+        axum::serve(listener, self.app)
             .with_graceful_shutdown(shutdown)
             .await
     }
