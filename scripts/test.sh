@@ -11,6 +11,17 @@ if [ ! -d "$NANOCHAT_FIXTURES" ]; then
   exit 1
 fi
 
+# The real-client test (crates/cli/tests/openai_sdk.rs) makes a venv with the official `openai`
+# package under target/; it needs Python 3 with venv. Install it on a bare Debian machine.
+if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
+  else
+    echo "error: the tests need Python 3 with venv (Debian: apt-get install python3 python3-venv)" >&2
+    exit 1
+  fi
+fi
+
 # Two cores: build with both, run test binaries with both.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo test --workspace --all-targets --locked --no-fail-fast

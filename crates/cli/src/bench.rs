@@ -18,8 +18,7 @@ use nanochat_tokenizer::split::{Splitter, NANOCHAT_SPLIT_PATTERN};
 use nanochat_tokenizer::train::train;
 use nanochat_tokenizer::Tokenizer;
 
-#[path = "bench_serve.rs"]
-mod bench_serve;
+use crate::bench_serve;
 
 #[derive(Args)]
 pub struct BenchArgs {

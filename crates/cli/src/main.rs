@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_serve;
 mod chat;
 mod convert;
 mod generate;
