@@ -24,6 +24,9 @@ pub struct GenerationRequest {
     pub prompt: Prompt,
     /// `None`: until the model stops or the context is full.
     pub max_tokens: Option<usize>,
+    /// Cut `max_tokens` to what the context holds instead of refusing the request (nanochat's
+    /// protocol; the OpenAI API refuses with `context_length_exceeded`).
+    pub clamp_max_tokens: bool,
     /// Number of choices.
     pub n: usize,
     pub sampling: SamplingParams,

@@ -11,6 +11,7 @@ pub mod chat_prompt;
 pub mod faults;
 mod logprobs;
 pub mod model_backend;
+pub mod nanochat_api;
 pub mod openai_types;
 pub mod registry;
 pub mod respond;
@@ -80,8 +81,22 @@ impl BoundServer {
     }
 }
 
-/// Registers the models, starts checkpoint workers and binds the listening socket.
-pub async fn bind(config: ServeConfig) -> Result<BoundServer, String> {
+/// The model nanochat's own protocol answers with: the first `--model`, else a discovered
+/// `sft-*` checkpoint, else any checkpoint, else the first simulated model.
+fn nanochat_model(config: &ServeConfig, ids: &[String]) -> Option<String> {
+    let checkpoints = &config.checkpoints;
+    checkpoints
+        .iter()
+        .find(|c| c.eager)
+        .or_else(|| checkpoints.iter().find(|c| c.id.starts_with("sft-")))
+        .or(checkpoints.first())
+        .map(|c| c.id.clone())
+        .or_else(|| ids.first().cloned())
+}
+
+/// The HTTP application for `config`: registers the models and starts checkpoint workers.
+/// Returns the router and the model ids in listing order.
+pub fn app(config: &ServeConfig) -> Result<(axum::Router, Vec<String>), String> {
     let loading = Arc::new(LoadingCounter::default());
     let mut models = ModelRegistry::default();
     for checkpoint in &config.checkpoints {
@@ -104,7 +119,8 @@ pub async fn bind(config: ServeConfig) -> Result<BoundServer, String> {
     for id in &config.simulated {
         models.add(ModelEntry::simulated(id, simulator.clone()))?;
     }
-    let ids = models.entries().iter().map(|e| e.id.clone()).collect();
+    let ids: Vec<String> = models.entries().iter().map(|e| e.id.clone()).collect();
+    let nanochat_model = nanochat_model(config, &ids);
     let state = Arc::new(AppState {
         models,
         api_key: config.api_key.clone(),
@@ -112,8 +128,14 @@ pub async fn bind(config: ServeConfig) -> Result<BoundServer, String> {
         faults: config.faults.clone(),
         max_request_bytes: config.max_request_bytes,
         loading,
+        nanochat_model,
     });
-    let app = routes::router(state, &config.cors_origins);
+    Ok((routes::router(state, &config.cors_origins), ids))
+}
+
+/// Builds the application and binds the listening socket.
+pub async fn bind(config: ServeConfig) -> Result<BoundServer, String> {
+    let (app, models) = app(&config)?;
     let address = format!("{}:{}", config.host, config.port);
     let listener = tokio::net::TcpListener::bind(&address)
         .await
@@ -121,6 +143,6 @@ pub async fn bind(config: ServeConfig) -> Result<BoundServer, String> {
     Ok(BoundServer {
         listener,
         app,
-        models: ids,
+        models,
     })
 }

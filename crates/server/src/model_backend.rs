@@ -259,14 +259,19 @@ impl Worker {
         stats: &BackendStats,
     ) -> Result<(), ApiError> {
         let prompt = self.prompt_ids(&request)?;
-        if prompt.len() + request.max_tokens.unwrap_or(1) > self.context {
+        let room = self.context.saturating_sub(prompt.len());
+        let requested = match request.max_tokens {
+            Some(m) if request.clamp_max_tokens && room > 0 => Some(m.min(room)),
+            m => m,
+        };
+        if prompt.len() + requested.unwrap_or(1) > self.context {
             return Err(ApiError::context_length(
                 self.context,
                 prompt.len(),
                 request.max_tokens,
             ));
         }
-        let max_tokens = request.max_tokens.unwrap_or(self.context - prompt.len());
+        let max_tokens = requested.unwrap_or(room);
         // One compiled grammar; each row gets its own state (a clone).
         let (constraint, forced_tool) = match self.constraint_for(&request)? {
             Some((c, tool)) => (Some(c), tool),

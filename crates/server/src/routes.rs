@@ -27,6 +27,7 @@ use crate::api_error::ApiError;
 use crate::backend::{random_alphanumeric, Event, GenerationRequest, Prompt};
 use crate::faults::FaultInjector;
 use crate::model_backend::LoadingCounter;
+use crate::nanochat_api;
 use crate::openai_types::{ChatCompletionRequest, CompletionRequest};
 use crate::registry::ModelRegistry;
 use crate::respond::{self, ResponseMeta, Shape};
@@ -40,6 +41,8 @@ pub struct AppState {
     pub faults: FaultInjector,
     pub max_request_bytes: usize,
     pub loading: Arc<LoadingCounter>,
+    /// The model nanochat's own protocol talks to (see [`nanochat_api`]).
+    pub nanochat_model: Option<String>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -47,7 +50,7 @@ type Shared = State<Arc<AppState>>;
 pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
     let api = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
-        .route("/chat/completions", post(chat_completions))
+        .route("/chat/completions", post(chat_completions_either))
         .route("/v1/completions", post(completions))
         .route("/completions", post(completions))
         .route("/v1/models", get(list_models))
@@ -62,6 +65,7 @@ pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
         .route("/", get(root))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/stats", get(stats))
         .merge(api)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -105,12 +109,16 @@ async fn root() -> Json<serde_json::Value> {
     Json(json!({
         "service": "nanochat",
         "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/ready"],
+        "endpoints": ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/ready", "/stats", "/chat/completions"],
     }))
 }
 
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+async fn health(State(state): Shared) -> Json<serde_json::Value> {
+    Json(nanochat_api::health(&state))
+}
+
+async fn stats(State(state): Shared) -> Json<serde_json::Value> {
+    Json(nanochat_api::stats(&state))
 }
 
 async fn ready(State(state): Shared) -> Response {
@@ -142,21 +150,23 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
     ApiError::method_not_allowed(method.as_str(), uri.path())
 }
 
+fn body_error(state: &AppState, rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large(state.max_request_bytes)
+    } else {
+        ApiError::invalid_request(
+            format!("could not read the request body: {rejection}"),
+            None,
+        )
+    }
+}
+
 /// The body as JSON, with the OpenAI envelope for every way that can fail.
 fn parse_body<T: DeserializeOwned>(
     state: &AppState,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<T, ApiError> {
-    let bytes = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::payload_too_large(state.max_request_bytes)
-        } else {
-            ApiError::invalid_request(
-                format!("could not read the request body: {rejection}"),
-                None,
-            )
-        }
-    })?;
+    let bytes = body.map_err(|rejection| body_error(state, rejection))?;
     serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(
             format!("We could not parse the JSON body of your request: {e}"),
@@ -172,8 +182,40 @@ fn unix_now() -> u64 {
 }
 
 async fn chat_completions(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
+    match parse_body(&state, body) {
+        Ok(body) => openai_chat(&state, body).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// `/chat/completions` without `/v1`: an OpenAI body (it has `model`) or nanochat's own.
+async fn chat_completions_either(
+    State(state): Shared,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let bytes = match body {
+        Ok(bytes) => bytes,
+        Err(rejection) => return body_error(&state, rejection).into_response(),
+    };
+    let value = match nanochat_api::parse(&bytes) {
+        Ok(value) => value,
+        Err(response) => return response,
+    };
+    if nanochat_api::is_nanochat_body(&value) {
+        return nanochat_api::chat(&state, value).await;
+    }
+    match serde_json::from_value(value) {
+        Ok(body) => openai_chat(&state, body).await,
+        Err(e) => ApiError::invalid_request(
+            format!("We could not parse the JSON body of your request: {e}"),
+            None,
+        )
+        .into_response(),
+    }
+}
+
+async fn openai_chat(state: &AppState, body: ChatCompletionRequest) -> Response {
     let run = async {
-        let body: ChatCompletionRequest = parse_body(&state, body)?;
         let stream = body.stream.unwrap_or(false);
         let include_usage = body
             .stream_options
@@ -192,7 +234,7 @@ async fn chat_completions(State(state): Shared, body: Result<Bytes, BytesRejecti
             include_usage: stream && include_usage,
             shape: Shape::Chat,
         };
-        answer(&state, request, stream, meta).await
+        answer(state, request, stream, meta).await
     };
     run.await.unwrap_or_else(IntoResponse::into_response)
 }

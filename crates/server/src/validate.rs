@@ -70,6 +70,7 @@ pub fn chat_request(
         model: body.model,
         prompt: Prompt::Chat(messages),
         max_tokens,
+        clamp_max_tokens: false,
         n: choices("n", body.n, limits)?,
         sampling: sampling(
             body.temperature,
@@ -134,6 +135,7 @@ pub fn completion_request(
         prompt,
         // The legacy endpoint's default is 16 tokens.
         max_tokens: Some(positive("max_tokens", body.max_tokens)?.unwrap_or(16)),
+        clamp_max_tokens: false,
         n: choices("n", body.n, limits)?,
         sampling: sampling(
             body.temperature,

@@ -30,6 +30,7 @@ fn request(model: &str, max_tokens: usize) -> GenerationRequest {
             name: None,
         }]),
         max_tokens: Some(max_tokens),
+        clamp_max_tokens: false,
         n: 1,
         sampling: SamplingParams {
             temperature: 1.0,
