@@ -31,18 +31,23 @@ use crate::backend::{
 };
 use crate::routes::AppState;
 
+/// A refused request: a status and a JSON body with nanochat's (FastAPI's) `detail`.
+pub struct Refusal(StatusCode, Value);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(self.1)).into_response()
+    }
+}
+
 /// `400 {"detail": message}`, chat_web's HTTPException.
-fn detail(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"detail": message.into()}))).into_response()
+fn detail(status: StatusCode, message: impl Into<String>) -> Refusal {
+    Refusal(status, json!({"detail": message.into()}))
 }
 
 /// FastAPI's 422 for a body it could not read.
-fn unprocessable(item: Value) -> Response {
-    (
-        StatusCode::UNPROCESSABLE_ENTITY,
-        Json(json!({"detail": [item]})),
-    )
-        .into_response()
+fn unprocessable(item: Value) -> Refusal {
+    Refusal(StatusCode::UNPROCESSABLE_ENTITY, json!({"detail": [item]}))
 }
 
 /// Whether a JSON body is nanochat's (no `model` field) rather than OpenAI's.
@@ -51,7 +56,7 @@ pub fn is_nanochat_body(body: &Value) -> bool {
 }
 
 /// Parses a body for the nanochat path; malformed JSON is FastAPI's `json_invalid`.
-pub fn parse(bytes: &Bytes) -> Result<Value, Response> {
+pub fn parse(bytes: &Bytes) -> Result<Value, Refusal> {
     serde_json::from_slice(bytes).map_err(|e| {
         let offset = byte_offset(bytes, e.line(), e.column());
         unprocessable(json!({
@@ -71,7 +76,7 @@ fn byte_offset(bytes: &[u8], line: usize, column: usize) -> usize {
 }
 
 /// A number field that may be absent or null; `Err` for any other type.
-fn number(body: &Value, field: &str) -> Result<Option<f64>, Response> {
+fn number(body: &Value, field: &str) -> Result<Option<f64>, Refusal> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(v) => v.as_f64().map(Some).ok_or_else(|| {
@@ -84,7 +89,7 @@ fn number(body: &Value, field: &str) -> Result<Option<f64>, Response> {
 }
 
 /// chat_web's checks, in its order, into a generation request for `model`.
-fn request(body: &Value, model: &str) -> Result<GenerationRequest, Response> {
+fn request(body: &Value, model: &str) -> Result<GenerationRequest, Refusal> {
     let Some(messages) = body.get("messages") else {
         return Err(unprocessable(json!({
             "type": "missing", "loc": ["body", "messages"], "msg": "Field required", "input": body,
@@ -187,22 +192,23 @@ pub async fn chat(state: &AppState, body: Value) -> Response {
         .as_deref()
         .and_then(|id| state.models.get(id))
     else {
-        return detail(StatusCode::SERVICE_UNAVAILABLE, "No model is loaded");
+        return detail(StatusCode::SERVICE_UNAVAILABLE, "No model is loaded").into_response();
     };
     let request = match request(&body, &entry.id) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let (sender, mut events) = mpsc::channel(64);
     entry.backend.submit(request, sender);
     match events.recv().await {
         Some(Event::Started { .. }) => {}
-        Some(Event::Failed(error)) => return detail(error.status, error.message),
+        Some(Event::Failed(error)) => return detail(error.status, error.message).into_response(),
         _ => {
             return detail(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "the model stopped without answering",
             )
+            .into_response()
         }
     }
     let frames = stream::unfold(Some(events), |events| async move {

@@ -199,7 +199,7 @@ async fn chat_completions_either(
     };
     let value = match nanochat_api::parse(&bytes) {
         Ok(value) => value,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     if nanochat_api::is_nanochat_body(&value) {
         return nanochat_api::chat(&state, value).await;
