@@ -181,6 +181,8 @@ pub type EventSender = mpsc::Sender<Event>;
 pub struct BackendStats {
     /// Requests being generated now.
     pub running: AtomicUsize,
+    /// Requests queued, not started yet.
+    pub waiting: AtomicUsize,
     /// Requests dropped because the client went away.
     pub cancelled: AtomicU64,
 }

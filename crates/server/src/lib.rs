@@ -10,6 +10,7 @@ pub mod backend;
 pub mod chat_prompt;
 pub mod faults;
 mod logprobs;
+pub mod metrics;
 pub mod model_backend;
 pub mod nanochat_api;
 pub mod openai_types;
@@ -129,6 +130,7 @@ pub fn app(config: &ServeConfig) -> Result<(axum::Router, Vec<String>), String> 
         max_request_bytes: config.max_request_bytes,
         loading,
         nanochat_model,
+        metrics: Arc::default(),
     });
     Ok((routes::router(state, &config.cors_origins), ids))
 }

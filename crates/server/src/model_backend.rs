@@ -95,6 +95,7 @@ impl CheckpointBackend {
 
 impl Backend for CheckpointBackend {
     fn submit(&self, request: GenerationRequest, events: EventSender) {
+        self.stats.waiting.fetch_add(1, Ordering::SeqCst);
         if let Err(std_mpsc::SendError(job)) = self.jobs.send(Job { request, events }) {
             let _ = job.events.try_send(Event::Failed(ApiError::internal(
                 "the model's worker has stopped",
@@ -165,6 +166,7 @@ fn worker(
         loading.0.fetch_sub(1, Ordering::SeqCst);
     }
     while let Ok(job) = queue.recv() {
+        stats.waiting.fetch_sub(1, Ordering::SeqCst);
         if job.events.is_closed() {
             stats.cancel(); // the client left while waiting
             continue;

@@ -15,6 +15,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::http::{header, StatusCode};
@@ -29,6 +30,7 @@ use crate::backend::{
     ChatMessage, Event, GenerationRequest, OutputFormat, Prompt, Role, SimulationOverrides,
     ToolChoice,
 };
+use crate::metrics::RequestObserver;
 use crate::routes::AppState;
 
 /// A refused request: a status and a JSON body with nanochat's (FastAPI's) `detail`.
@@ -198,11 +200,15 @@ pub async fn chat(state: &AppState, body: Value) -> Response {
         Ok(request) => request,
         Err(refusal) => return refusal.into_response(),
     };
+    let mut observer = RequestObserver::new(state.metrics.clone(), &entry.id, Instant::now());
     let (sender, mut events) = mpsc::channel(64);
     entry.backend.submit(request, sender);
     match events.recv().await {
-        Some(Event::Started { .. }) => {}
-        Some(Event::Failed(error)) => return detail(error.status, error.message).into_response(),
+        Some(started @ Event::Started { .. }) => observer.on_event(&started),
+        Some(Event::Failed(error)) => {
+            state.metrics.error(&error);
+            return detail(error.status, error.message).into_response();
+        }
         _ => {
             return detail(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -211,10 +217,14 @@ pub async fn chat(state: &AppState, body: Value) -> Response {
             .into_response()
         }
     }
-    let frames = stream::unfold(Some(events), |events| async move {
-        let mut events = events?;
+    let frames = stream::unfold(Some((events, observer)), |state| async move {
+        let (mut events, mut observer) = state?;
         loop {
-            let frame = match events.recv().await {
+            let event = events.recv().await;
+            if let Some(event) = &event {
+                observer.on_event(event);
+            }
+            let frame = match event {
                 Some(Event::Text { text, .. }) if !text.is_empty() => token_frame(&text),
                 Some(Event::Failed(error)) => {
                     let message = serde_json::to_string(&error.message).unwrap_or_default();
@@ -228,7 +238,7 @@ pub async fn chat(state: &AppState, body: Value) -> Response {
                 }
                 Some(_) => continue,
             };
-            return Some((Ok(frame), Some(events)));
+            return Some((Ok(frame), Some((events, observer))));
         }
     });
     Response::builder()

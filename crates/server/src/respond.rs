@@ -25,6 +25,7 @@ use tokio::sync::mpsc;
 
 use crate::api_error::ApiError;
 use crate::backend::{Event, FinishReason, TokenLogprob, ToolCall};
+use crate::metrics::RequestObserver;
 
 /// Which API the response is for.
 #[derive(Clone, Debug, PartialEq)]
@@ -64,6 +65,7 @@ pub async fn collect(
     meta: ResponseMeta,
     prompt_tokens: usize,
     mut events: mpsc::Receiver<Event>,
+    mut observer: Option<RequestObserver>,
 ) -> Response {
     let mut choices: Vec<Choice> = (0..meta.n).map(|_| Choice::default()).collect();
     while choices.iter().any(|c| c.finish.is_none()) {
@@ -71,6 +73,9 @@ pub async fn collect(
             return ApiError::internal("the model stopped before finishing the answer")
                 .into_response();
         };
+        if let Some(observer) = &mut observer {
+            observer.on_event(&event);
+        }
         match event {
             Event::Started { .. } => {}
             Event::Text {
@@ -211,6 +216,7 @@ struct Streamer {
     finished: Vec<bool>,
     /// Nothing more will be sent after the queued frames.
     ended: bool,
+    observer: Option<RequestObserver>,
 }
 
 impl Streamer {
@@ -264,6 +270,9 @@ impl Streamer {
     }
 
     fn on_event(&mut self, event: Event) {
+        if let Some(observer) = &mut self.observer {
+            observer.on_event(&event);
+        }
         let frame = match event {
             Event::Started { .. } => return,
             Event::Text {
@@ -348,7 +357,12 @@ impl Streamer {
 }
 
 /// The SSE response. Dropping it (the client left) drops `events`, which stops the backend.
-pub fn stream(meta: ResponseMeta, prompt_tokens: usize, events: mpsc::Receiver<Event>) -> Response {
+pub fn stream(
+    meta: ResponseMeta,
+    prompt_tokens: usize,
+    events: mpsc::Receiver<Event>,
+    observer: Option<RequestObserver>,
+) -> Response {
     let n = meta.n;
     let mut streamer = Streamer {
         meta,
@@ -359,6 +373,7 @@ pub fn stream(meta: ResponseMeta, prompt_tokens: usize, events: mpsc::Receiver<E
         tool_calls: vec![0; n],
         finished: vec![false; n],
         ended: false,
+        observer,
     };
     if streamer.meta.shape == Shape::Chat {
         for index in 0..n {

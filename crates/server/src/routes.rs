@@ -8,7 +8,7 @@
 //! `/completions`, `/models` that some clients use) needs it when one is set.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -26,6 +26,7 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use crate::api_error::ApiError;
 use crate::backend::{random_alphanumeric, Event, GenerationRequest, Prompt};
 use crate::faults::FaultInjector;
+use crate::metrics::{Metrics, RequestObserver};
 use crate::model_backend::LoadingCounter;
 use crate::nanochat_api;
 use crate::openai_types::{ChatCompletionRequest, CompletionRequest};
@@ -43,6 +44,7 @@ pub struct AppState {
     pub loading: Arc<LoadingCounter>,
     /// The model nanochat's own protocol talks to (see [`nanochat_api`]).
     pub nanochat_model: Option<String>,
+    pub metrics: Arc<Metrics>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -66,6 +68,7 @@ pub fn router(state: Arc<AppState>, cors_origins: &[String]) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/stats", get(stats))
+        .route("/metrics", get(metrics))
         .merge(api)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
@@ -105,16 +108,22 @@ async fn require_api_key(
     next.run(request).await
 }
 
-async fn root() -> Json<serde_json::Value> {
-    Json(json!({
-        "service": "nanochat",
-        "version": env!("CARGO_PKG_VERSION"),
-        "endpoints": ["/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/ready", "/stats", "/chat/completions"],
-    }))
+/// The web chat page: one self-contained file, compiled into the binary.
+async fn root() -> axum::response::Html<&'static str> {
+    axum::response::Html(include_str!("web_ui.html"))
 }
 
 async fn health(State(state): Shared) -> Json<serde_json::Value> {
     Json(nanochat_api::health(&state))
+}
+
+async fn metrics(State(state): Shared) -> Response {
+    let text = state.metrics.render(&state.models);
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 async fn stats(State(state): Shared) -> Json<serde_json::Value> {
@@ -184,7 +193,10 @@ fn unix_now() -> u64 {
 async fn chat_completions(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     match parse_body(&state, body) {
         Ok(body) => openai_chat(&state, body).await,
-        Err(error) => error.into_response(),
+        Err(error) => {
+            state.metrics.error(&error);
+            error.into_response()
+        }
     }
 }
 
@@ -236,7 +248,10 @@ async fn openai_chat(state: &AppState, body: ChatCompletionRequest) -> Response 
         };
         answer(state, request, stream, meta).await
     };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+    run.await.unwrap_or_else(|error| {
+        state.metrics.error(&error);
+        error.into_response()
+    })
 }
 
 async fn completions(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
@@ -267,7 +282,10 @@ async fn completions(State(state): Shared, body: Result<Bytes, BytesRejection>) 
         };
         answer(&state, request, stream, meta).await
     };
-    run.await.unwrap_or_else(IntoResponse::into_response)
+    run.await.unwrap_or_else(|error| {
+        state.metrics.error(&error);
+        error.into_response()
+    })
 }
 
 /// Submits a validated request and answers with its events.
@@ -286,10 +304,14 @@ async fn answer(
     }
     tracing::info!(model = %request.model, n = request.n, stream, "completion request");
     let meta = meta(entry.id.clone(), entry.fingerprint.clone(), request.n);
+    let mut observer = RequestObserver::new(state.metrics.clone(), &entry.id, Instant::now());
     let (sender, mut events) = mpsc::channel(64);
     entry.backend.submit(request, sender);
     let prompt_tokens = match events.recv().await {
-        Some(Event::Started { prompt_tokens }) => prompt_tokens,
+        Some(Event::Started { prompt_tokens }) => {
+            observer.on_event(&Event::Started { prompt_tokens });
+            prompt_tokens
+        }
         Some(Event::Failed(error)) => return Err(error),
         Some(other) => {
             return Err(ApiError::internal(format!(
@@ -299,8 +321,8 @@ async fn answer(
         None => return Err(ApiError::internal("the model stopped without answering")),
     };
     Ok(if stream {
-        respond::stream(meta, prompt_tokens, events)
+        respond::stream(meta, prompt_tokens, events, Some(observer))
     } else {
-        respond::collect(meta, prompt_tokens, events).await
+        respond::collect(meta, prompt_tokens, events, Some(observer)).await
     })
 }

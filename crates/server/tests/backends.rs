@@ -141,7 +141,7 @@ async fn sse_payloads(include_usage: bool, events: Vec<Event>) -> Vec<String> {
         tx.send(event).await.unwrap();
     }
     drop(tx);
-    let response = respond::stream(meta(include_usage), 3, rx);
+    let response = respond::stream(meta(include_usage), 3, rx, None);
     assert_eq!(response.headers()["x-accel-buffering"], "no");
     assert_eq!(response.headers()["cache-control"], "no-cache");
     let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
