@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// at most the rotary cache, 10× that).
     #[arg(long)]
     max_model_len: Option<usize>,
+    /// Requests that may wait for a checkpoint model (one is generated at a time); more get 429
+    /// with Retry-After.
+    #[arg(long, default_value_t = 64)]
+    max_queue: usize,
     /// Simulated models to serve (comma-separated).
     #[arg(
         long,
@@ -219,6 +223,7 @@ impl ServeArgs {
             tokenizer_dir: None,
             dtype: self.dtype,
             max_model_len: self.max_model_len,
+            max_queue: self.max_queue,
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct CheckpointSpec {
     pub dtype: DType,
     /// Context window to enforce; default the model's training `sequence_len`.
     pub max_model_len: Option<usize>,
+    /// Requests that may wait for the model; more are refused with 429 and `Retry-After`.
+    pub max_queue: usize,
 }
 
 /// Counts models still loading, for `/ready`.
@@ -57,6 +59,7 @@ struct Job {
 pub struct CheckpointBackend {
     jobs: std_mpsc::Sender<Job>,
     context: usize,
+    max_queue: usize,
     stats: Arc<BackendStats>,
 }
 
@@ -74,6 +77,7 @@ impl CheckpointBackend {
             .max_model_len
             .unwrap_or(config.sequence_len)
             .min(config.rotary_len());
+        let spec_max_queue = spec.max_queue;
         let (jobs, queue) = std_mpsc::channel::<Job>();
         if eager {
             loading.0.fetch_add(1, Ordering::SeqCst);
@@ -88,6 +92,7 @@ impl CheckpointBackend {
         Ok(Self {
             jobs,
             context,
+            max_queue: spec_max_queue,
             stats,
         })
     }
@@ -95,6 +100,17 @@ impl CheckpointBackend {
 
 impl Backend for CheckpointBackend {
     fn submit(&self, request: GenerationRequest, events: EventSender) {
+        if self.stats.waiting.load(Ordering::SeqCst) >= self.max_queue {
+            let error = ApiError::rate_limited(
+                format!(
+                    "The model {} has {} requests waiting; try again shortly.",
+                    request.model, self.max_queue
+                ),
+                1,
+            );
+            let _ = events.try_send(Event::Failed(error));
+            return;
+        }
         self.stats.waiting.fetch_add(1, Ordering::SeqCst);
         if let Err(std_mpsc::SendError(job)) = self.jobs.send(Job { request, events }) {
             let _ = job.events.try_send(Event::Failed(ApiError::internal(

@@ -85,16 +85,22 @@ async fn simulated_generation_stops_when_the_client_leaves() {
     );
 }
 
-#[tokio::test]
-async fn model_generation_stops_when_the_client_leaves() {
+/// The random-weight fixture model `sft-d2`, loaded now, with a context of 640 tokens.
+fn checkpoint_backend(max_queue: usize) -> CheckpointBackend {
     let dir = nanochat_fixtures::fixture("nanochat-2025/chatsft_checkpoints/d2");
     let spec = CheckpointSpec {
         files: checkpoint_in_dir(&dir, None).unwrap(),
         tokenizer_dir: Some(nanochat_fixtures::fixture("nanochat-2025/tokenizer")),
         dtype: candle_core::DType::F32,
         max_model_len: Some(640),
+        max_queue,
     };
-    let backend = CheckpointBackend::start("sft-d2", spec, true, Default::default()).unwrap();
+    CheckpointBackend::start("sft-d2", spec, true, Default::default()).unwrap()
+}
+
+#[tokio::test]
+async fn model_generation_stops_when_the_client_leaves() {
+    let backend = checkpoint_backend(1);
     let (tx, mut rx) = mpsc::channel(1);
     backend.submit(request("sft-d2", 600), tx);
     assert!(matches!(rx.recv().await, Some(Event::Started { .. })));
@@ -230,4 +236,28 @@ async fn chunks_carry_role_once_tool_indexes_and_usage_only_when_asked() {
         .map(|p| serde_json::from_str(p).unwrap())
         .collect();
     assert!(without.iter().all(|c| c.get("usage").is_none()));
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_429_with_retry_after() {
+    let backend = checkpoint_backend(1);
+    // A is being generated (its reader is slow), B waits, C finds the queue full.
+    let (a_tx, mut a_rx) = mpsc::channel(1);
+    backend.submit(request("sft-d2", 600), a_tx);
+    assert!(matches!(a_rx.recv().await, Some(Event::Started { .. })));
+    let (b_tx, mut b_rx) = mpsc::channel(64);
+    backend.submit(request("sft-d2", 3), b_tx);
+    let (c_tx, mut c_rx) = mpsc::channel(64);
+    backend.submit(request("sft-d2", 3), c_tx);
+    match c_rx.recv().await {
+        Some(Event::Failed(error)) => {
+            assert_eq!((error.status.as_u16(), error.retry_after), (429, Some(1)));
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    drop(a_rx);
+    assert!(
+        matches!(b_rx.recv().await, Some(Event::Started { .. })),
+        "B is served once A is gone"
+    );
 }

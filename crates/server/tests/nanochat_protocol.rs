@@ -29,6 +29,7 @@ fn app() -> axum::Router {
                 dtype: candle_core::DType::F32,
                 // chat_web generates up to the rotary cache; 512 default tokens need room.
                 max_model_len: Some(640),
+                max_queue: 16,
             },
             eager: true,
         }],
