@@ -22,6 +22,19 @@ if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   fi
 fi
 
+# The web UI test (crates/cli/tests/web_ui.rs) drives the page in headless Chromium:
+# $NANOCHAT_CHROMIUM, or chromium / chromium-browser / google-chrome on PATH. Install Debian's.
+if [ -z "${NANOCHAT_CHROMIUM:-}" ] && ! command -v chromium >/dev/null \
+  && ! command -v chromium-browser >/dev/null && ! command -v google-chrome >/dev/null; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "error: the tests need Chromium (Debian: apt-get install chromium; or set NANOCHAT_CHROMIUM)" >&2
+    exit 1
+  fi
+fi
+
 # Two cores: build with both, run test binaries with both.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo test --workspace --all-targets --locked --no-fail-fast
