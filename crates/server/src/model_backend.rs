@@ -255,12 +255,18 @@ impl Worker {
             (None, OutputFormat::JsonObject) => (None, "response_format", false),
             (None, OutputFormat::Text) => return Ok(None),
         };
-        if self.constraints.is_none() {
-            let factory = ConstraintFactory::new(&self.tokenizer)
-                .map_err(|e| ApiError::internal(e.to_string()))?;
-            self.constraints = Some(Arc::new(factory));
-        }
-        let factory = self.constraints.as_ref().expect("built above");
+        // Built on the first constrained request (~0.2 s for a 65k vocabulary), then kept.
+        let factory = match &self.constraints {
+            Some(factory) => factory.clone(),
+            None => {
+                let factory = Arc::new(
+                    ConstraintFactory::new(&self.tokenizer)
+                        .map_err(|e| ApiError::internal(e.to_string()))?,
+                );
+                self.constraints = Some(factory.clone());
+                factory
+            }
+        };
         let constraint = match schema {
             Some(schema) => factory.json_schema(&schema),
             None => factory.json_object(),
