@@ -8,20 +8,21 @@
 //! `<target>/openai-sdk-venv` with `python3 -m venv` and `pip install openai==OPENAI_VERSION`
 //! from PyPI. A missing Python or venv module fails the test with what to install: never a skip.
 
-use std::io::{BufRead, BufReader, Read};
+mod support;
+
+use support::server::Server;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nanochat_fixtures::{fixture, fixtures_dir};
+use nanochat_fixtures::fixtures_dir;
 
 /// The SDK release the checks are written against (the newest 2.x on PyPI when written).
 const OPENAI_VERSION: &str = "2.54.0";
-/// How long a server may take to print its `listening on` line.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long one run of the Python checks may take.
 const CHECKS_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -78,115 +79,6 @@ fn sdk_request_size_limit() {
 // ---------------------------------------------------------------------------------------------
 // The server
 
-/// A `nanochat serve` child on 127.0.0.1, killed when dropped.
-struct Server {
-    child: Child,
-    base_url: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Server {
-    /// Starts `nanochat serve --host 127.0.0.1 --port 0 ARGS` and waits for its
-    /// `listening on http://127.0.0.1:PORT` line.
-    fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-            .args(["serve", "--host", "127.0.0.1", "--port", "0"])
-            .args(args)
-            .env("NANOCHAT_BASE_DIR", fixture("nanochat-2025"))
-            // `--api-key` defaults to $NANOCHAT_API_KEY: only the flags given here count.
-            .env_remove("NANOCHAT_API_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nanochat serve");
-        let stderr = collect(child.stderr.take().expect("stderr is piped"));
-        let lines = stdout_lines(child.stdout.take().expect("stdout is piped"));
-        let mut server = Server {
-            child,
-            base_url: String::new(),
-            stderr,
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(port) = listening_port(&line) {
-                        server.base_url = format!("http://127.0.0.1:{port}/v1");
-                        return server;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!(
-                    "nanochat serve {args:?} printed no `listening on http://127.0.0.1:PORT` \
-                     line within {STARTUP_TIMEOUT:?}; its stderr:\n{}",
-                    server.stderr_text()
-                ),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    std::thread::sleep(Duration::from_millis(500)); // the last of stderr
-                    let status = server.child.try_wait().ok().flatten();
-                    panic!(
-                        "nanochat serve {args:?} closed its stdout ({}) before listening; its \
-                         stderr:\n{}",
-                        status.map_or("still running".to_string(), |s| s.to_string()),
-                        server.stderr_text()
-                    );
-                }
-            }
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The port in a `listening on http://127.0.0.1:PORT` line.
-fn listening_port(line: &str) -> Option<u16> {
-    const MARK: &str = "listening on http://127.0.0.1:";
-    let rest = &line[line.find(MARK)? + MARK.len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// Sends the server's stdout line by line, and keeps draining it (so that the server never
-/// blocks on a full pipe) after the receiver has gone.
-fn stdout_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let _ = sender.send(line);
-        }
-    });
-    receiver
-}
-
-/// Everything a pipe yields, gathered as (lossy) text while the process runs.
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
-}
-
 // ---------------------------------------------------------------------------------------------
 // The Python checks
 
@@ -203,7 +95,7 @@ fn run_checks(python: &Path, server: &Server, suite: &[&str]) -> Result<(), Stri
     command
         .arg(&script)
         .arg("--base-url")
-        .arg(&server.base_url)
+        .arg(&format!("{}/v1", server.origin))
         .arg("--fixtures")
         .arg(fixtures_dir())
         .args(suite)
@@ -223,7 +115,7 @@ fn run_checks(python: &Path, server: &Server, suite: &[&str]) -> Result<(), Stri
         _ => Err(format!(
             "openai SDK checks {suite:?} against {} failed ({}).\n--- checks stdout ---\n{stdout}\
              \n--- checks stderr ---\n{stderr}\n--- server stderr ---\n{}",
-            server.base_url,
+            server.origin,
             match status {
                 Some(s) => s.to_string(),
                 None => format!("killed after {CHECKS_TIMEOUT:?}"),

@@ -12,7 +12,11 @@
 
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use support::server::{collect, Server};
+
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -23,8 +27,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-/// How long the server may take to print its `listening on` line.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long Chromium may take to answer one DevTools command.
 const CDP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the page may take to show a whole answer.
@@ -62,7 +64,15 @@ const SECOND_TURN: &str = r#"(() => {
 #[test]
 fn streamed_answer_appears_in_the_web_ui() {
     let chromium = chromium();
-    let server = Server::start();
+    let server = Server::start(&[
+        "--no-discover",
+        "--sim-ttft-ms",
+        "0",
+        "--sim-itl-ms",
+        "5",
+        "--sim-mode",
+        "echo",
+    ]);
     let url = format!(
         "{}/?model=gpt-sim-1&prompt={}",
         server.origin,
@@ -410,117 +420,6 @@ impl Drop for Browser {
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// The server (as in openai_sdk.rs)
-
-/// A `nanochat serve` child on 127.0.0.1 serving only simulated models; killed when dropped.
-struct Server {
-    child: Child,
-    origin: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start() -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
-            .args([
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--no-discover",
-            ])
-            .args([
-                "--sim-ttft-ms",
-                "0",
-                "--sim-itl-ms",
-                "5",
-                "--sim-mode",
-                "echo",
-            ])
-            // `--api-key` defaults to $NANOCHAT_API_KEY: the page would need the key.
-            .env_remove("NANOCHAT_API_KEY")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start nanochat serve");
-        let stderr = collect(child.stderr.take().expect("stderr is piped"));
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Keeps draining stdout after the port is known, so the server never blocks on it.
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = sender.send(line);
-            }
-        });
-        let mut server = Server {
-            child,
-            origin: String::new(),
-            stderr,
-        };
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match lines.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(port) = listening_port(&line) {
-                        server.origin = format!("http://127.0.0.1:{port}");
-                        return server;
-                    }
-                }
-                Err(e) => {
-                    std::thread::sleep(Duration::from_millis(500)); // the last of stderr
-                    panic!(
-                        "nanochat serve printed no `listening on http://127.0.0.1:PORT` line \
-                         ({e}); its stderr:\n{}",
-                        server.stderr_text()
-                    );
-                }
-            }
-        }
-    }
-
-    fn stderr_text(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The port in a `listening on http://127.0.0.1:PORT` line.
-fn listening_port(line: &str) -> Option<u16> {
-    const MARK: &str = "listening on http://127.0.0.1:";
-    let rest = &line[line.find(MARK)? + MARK.len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-/// Everything a pipe yields, gathered as (lossy) text while the process runs.
-fn collect(mut pipe: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            sink.lock()
-                .unwrap()
-                .push_str(&String::from_utf8_lossy(&buf[..n]));
-        }
-    });
-    text
 }
 
 fn unique() -> String {

@@ -2,6 +2,8 @@
 //! user's home leaks in) and text on stdin; checking success or a clean failure (no panic).
 #![allow(dead_code)]
 
+pub mod server;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
