@@ -29,7 +29,7 @@ use crate::faults::FaultInjector;
 use crate::metrics::{Metrics, RequestObserver};
 use crate::model_backend::LoadingCounter;
 use crate::nanochat_api;
-use crate::openai_types::{ChatCompletionRequest, CompletionRequest};
+use crate::openai_types::{ChatCompletionRequest, CompletionRequest, StreamOptions};
 use crate::registry::ModelRegistry;
 use crate::respond::{self, ResponseMeta, Shape};
 use crate::validate::{self, RequestLimits};
@@ -193,10 +193,7 @@ fn unix_now() -> u64 {
 async fn chat_completions(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
     match parse_body(&state, body) {
         Ok(body) => openai_chat(&state, body).await,
-        Err(error) => {
-            state.metrics.error(&error);
-            error.into_response()
-        }
+        Err(error) => refused(&state, error),
     }
 }
 
@@ -227,65 +224,48 @@ async fn chat_completions_either(
 }
 
 async fn openai_chat(state: &AppState, body: ChatCompletionRequest) -> Response {
-    let run = async {
-        let stream = body.stream.unwrap_or(false);
-        let include_usage = body
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        let request = validate::chat_request(body, &state.limits, rand::random())?;
-        let logprobs = request.logprobs.is_some();
-        let meta = |model: String, fingerprint: String, n| ResponseMeta {
-            id: format!("chatcmpl-{}", random_alphanumeric(&mut rand::rng(), 29)),
-            created: unix_now(),
-            model,
-            fingerprint,
-            n,
-            logprobs,
-            include_usage: stream && include_usage,
-            shape: Shape::Chat,
-        };
-        answer(state, request, stream, meta).await
-    };
-    run.await.unwrap_or_else(|error| {
-        state.metrics.error(&error);
-        error.into_response()
-    })
+    let stream = body.stream.unwrap_or(false);
+    let include_usage = stream_wants_usage(body.stream_options.as_ref());
+    match validate::chat_request(body, &state.limits, rand::random()) {
+        Ok(request) => answer(state, request, stream, include_usage, Shape::Chat).await,
+        Err(error) => refused(state, error),
+    }
 }
 
 async fn completions(State(state): Shared, body: Result<Bytes, BytesRejection>) -> Response {
-    let run = async {
-        let body: CompletionRequest = parse_body(&state, body)?;
-        let stream = body.stream.unwrap_or(false);
-        let include_usage = body
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        let echo = body.echo.unwrap_or(false);
-        let request = validate::completion_request(body, &state.limits, rand::random())?;
-        let echo = match (&request.prompt, echo) {
-            (Prompt::Text(text), true) => Some(text.clone()),
-            _ => None,
-        };
-        let logprobs = request.logprobs.is_some();
-        let meta = |model: String, fingerprint: String, n| ResponseMeta {
-            id: format!("cmpl-{}", random_alphanumeric(&mut rand::rng(), 29)),
-            created: unix_now(),
-            model,
-            fingerprint,
-            n,
-            logprobs,
-            include_usage: stream && include_usage,
-            shape: Shape::Completion { echo },
-        };
-        answer(&state, request, stream, meta).await
+    let body: CompletionRequest = match parse_body(&state, body) {
+        Ok(body) => body,
+        Err(error) => return refused(&state, error),
     };
-    run.await.unwrap_or_else(|error| {
-        state.metrics.error(&error);
-        error.into_response()
-    })
+    let stream = body.stream.unwrap_or(false);
+    let include_usage = stream_wants_usage(body.stream_options.as_ref());
+    let echo = body.echo.unwrap_or(false);
+    let request = match validate::completion_request(body, &state.limits, rand::random()) {
+        Ok(request) => request,
+        Err(error) => return refused(&state, error),
+    };
+    let echo = match (&request.prompt, echo) {
+        (Prompt::Text(text), true) => Some(text.clone()),
+        _ => None,
+    };
+    answer(
+        &state,
+        request,
+        stream,
+        include_usage,
+        Shape::Completion { echo },
+    )
+    .await
+}
+
+fn stream_wants_usage(options: Option<&StreamOptions>) -> bool {
+    options.and_then(|o| o.include_usage).unwrap_or(false)
+}
+
+/// A refused request: counted, then answered with its error.
+fn refused(state: &AppState, error: ApiError) -> Response {
+    state.metrics.error(&error);
+    error.into_response()
 }
 
 /// Submits a validated request and answers with its events.
@@ -293,7 +273,20 @@ async fn answer(
     state: &AppState,
     request: GenerationRequest,
     stream: bool,
-    meta: impl FnOnce(String, String, usize) -> ResponseMeta,
+    include_usage: bool,
+    shape: Shape,
+) -> Response {
+    submit(state, request, stream, include_usage, shape)
+        .await
+        .unwrap_or_else(|error| refused(state, error))
+}
+
+async fn submit(
+    state: &AppState,
+    request: GenerationRequest,
+    stream: bool,
+    include_usage: bool,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
     let entry = state
         .models
@@ -303,7 +296,20 @@ async fn answer(
         return Err(fault);
     }
     tracing::info!(model = %request.model, n = request.n, stream, "completion request");
-    let meta = meta(entry.id.clone(), entry.fingerprint.clone(), request.n);
+    let id_prefix = match shape {
+        Shape::Chat => "chatcmpl",
+        Shape::Completion { .. } => "cmpl",
+    };
+    let meta = ResponseMeta {
+        id: format!("{id_prefix}-{}", random_alphanumeric(&mut rand::rng(), 29)),
+        created: unix_now(),
+        model: entry.id.clone(),
+        fingerprint: entry.fingerprint.clone(),
+        n: request.n,
+        logprobs: request.logprobs.is_some(),
+        include_usage: stream && include_usage,
+        shape,
+    };
     let mut observer = RequestObserver::new(state.metrics.clone(), &entry.id, Instant::now());
     let (sender, mut events) = mpsc::channel(64);
     entry.backend.submit(request, sender);
