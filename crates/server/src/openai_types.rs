@@ -19,24 +19,14 @@ pub struct ChatCompletionRequest {
     pub messages: Vec<WireMessage>,
     pub max_completion_tokens: Option<i64>,
     pub max_tokens: Option<i64>,
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub n: Option<i64>,
-    pub stop: Option<StopField>,
-    pub seed: Option<i64>,
-    pub presence_penalty: Option<f64>,
-    pub frequency_penalty: Option<f64>,
-    pub logit_bias: Option<BTreeMap<String, f64>>,
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<i64>,
     pub response_format: Option<ResponseFormatField>,
     pub tools: Option<Vec<WireTool>>,
     pub tool_choice: Option<ToolChoiceField>,
     pub parallel_tool_calls: Option<bool>,
-    pub stream: Option<bool>,
-    pub stream_options: Option<StreamOptions>,
     #[serde(flatten)]
-    pub extensions: Extensions,
+    pub common: CommonFields,
 }
 
 /// `POST /v1/completions` (legacy).
@@ -45,6 +35,17 @@ pub struct CompletionRequest {
     pub model: String,
     pub prompt: Option<PromptField>,
     pub max_tokens: Option<i64>,
+    /// Legacy: the number of top log-probabilities (0–5), not a boolean.
+    pub logprobs: Option<i64>,
+    /// Prepend the prompt to the returned text.
+    pub echo: Option<bool>,
+    #[serde(flatten)]
+    pub common: CommonFields,
+}
+
+/// Fields chat and legacy completions share: sampling, choices, stop, streaming, extensions.
+#[derive(Debug, Default, Deserialize)]
+pub struct CommonFields {
     pub temperature: Option<f64>,
     pub top_p: Option<f64>,
     pub n: Option<i64>,
@@ -53,10 +54,6 @@ pub struct CompletionRequest {
     pub presence_penalty: Option<f64>,
     pub frequency_penalty: Option<f64>,
     pub logit_bias: Option<BTreeMap<String, f64>>,
-    /// Legacy: the number of top log-probabilities (0–5), not a boolean.
-    pub logprobs: Option<i64>,
-    /// Prepend the prompt to the returned text.
-    pub echo: Option<bool>,
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
     #[serde(flatten)]

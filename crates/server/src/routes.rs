@@ -224,8 +224,8 @@ async fn chat_completions_either(
 }
 
 async fn openai_chat(state: &AppState, body: ChatCompletionRequest) -> Response {
-    let stream = body.stream.unwrap_or(false);
-    let include_usage = stream_wants_usage(body.stream_options.as_ref());
+    let stream = body.common.stream.unwrap_or(false);
+    let include_usage = stream_wants_usage(body.common.stream_options.as_ref());
     match validate::chat_request(body, &state.limits, rand::random()) {
         Ok(request) => answer(state, request, stream, include_usage, Shape::Chat).await,
         Err(error) => refused(state, error),
@@ -237,8 +237,8 @@ async fn completions(State(state): Shared, body: Result<Bytes, BytesRejection>) 
         Ok(body) => body,
         Err(error) => return refused(&state, error),
     };
-    let stream = body.stream.unwrap_or(false);
-    let include_usage = stream_wants_usage(body.stream_options.as_ref());
+    let stream = body.common.stream.unwrap_or(false);
+    let include_usage = stream_wants_usage(body.common.stream_options.as_ref());
     let echo = body.echo.unwrap_or(false);
     let request = match validate::completion_request(body, &state.limits, rand::random()) {
         Ok(request) => request,

@@ -12,7 +12,7 @@ use crate::backend::{
     ToolChoice, ToolSpec,
 };
 use crate::openai_types::{
-    ChatCompletionRequest, CompletionRequest, ContentField, Extensions, PromptField,
+    ChatCompletionRequest, CommonFields, CompletionRequest, ContentField, Extensions, PromptField,
     ResponseFormatField, StopField, StreamOptions, ToolChoiceField, WireMessage, WireTool,
 };
 
@@ -66,28 +66,22 @@ pub fn chat_request(
     };
     let tools = tools(body.tools.as_deref().unwrap_or(&[]))?;
     let tool_choice = tool_choice(body.tool_choice.as_ref(), &tools)?;
+    let common = common(body.common, limits, seed)?;
     Ok(GenerationRequest {
         model: body.model,
         prompt: Prompt::Chat(messages),
         max_tokens,
         clamp_max_tokens: false,
-        n: choices("n", body.n, limits)?,
-        sampling: sampling(
-            body.temperature,
-            body.top_p,
-            body.presence_penalty,
-            body.frequency_penalty,
-            body.logit_bias.as_ref(),
-            &body.extensions,
-        )?,
-        seed: body.seed.map_or(seed, |s| s as u64),
-        stop: stop(body.stop)?,
+        n: common.n,
+        sampling: common.sampling,
+        seed: common.seed,
+        stop: common.stop,
         logprobs: top_logprobs,
         output: response_format(body.response_format.as_ref())?,
         tools,
         tool_choice,
         parallel_tool_calls: body.parallel_tool_calls.unwrap_or(true),
-        simulation: simulation(&body.extensions, body.stream_options.as_ref())?,
+        simulation: common.simulation,
     })
 }
 
@@ -130,29 +124,23 @@ pub fn completion_request(
         }
         k => k.map(|k| k as usize),
     };
+    let common = common(body.common, limits, seed)?;
     Ok(GenerationRequest {
         model: body.model,
         prompt,
         // The legacy endpoint's default is 16 tokens.
         max_tokens: Some(positive("max_tokens", body.max_tokens)?.unwrap_or(16)),
         clamp_max_tokens: false,
-        n: choices("n", body.n, limits)?,
-        sampling: sampling(
-            body.temperature,
-            body.top_p,
-            body.presence_penalty,
-            body.frequency_penalty,
-            body.logit_bias.as_ref(),
-            &body.extensions,
-        )?,
-        seed: body.seed.map_or(seed, |s| s as u64),
-        stop: stop(body.stop)?,
+        n: common.n,
+        sampling: common.sampling,
+        seed: common.seed,
+        stop: common.stop,
         logprobs,
         output: OutputFormat::Text,
         tools: Vec::new(),
         tool_choice: ToolChoice::None,
         parallel_tool_calls: false,
-        simulation: simulation(&body.extensions, body.stream_options.as_ref())?,
+        simulation: common.simulation,
     })
 }
 
@@ -307,6 +295,32 @@ fn in_range(name: &str, value: Option<f64>, lo: f64, hi: f64) -> Result<Option<f
         )),
         v => Ok(v.map(|v| v as f32)),
     }
+}
+
+/// The validated fields chat and legacy completions share.
+struct Common {
+    n: usize,
+    sampling: SamplingParams,
+    seed: u64,
+    stop: Vec<String>,
+    simulation: SimulationOverrides,
+}
+
+fn common(c: CommonFields, limits: &RequestLimits, seed: u64) -> Result<Common> {
+    Ok(Common {
+        n: choices("n", c.n, limits)?,
+        sampling: sampling(
+            c.temperature,
+            c.top_p,
+            c.presence_penalty,
+            c.frequency_penalty,
+            c.logit_bias.as_ref(),
+            &c.extensions,
+        )?,
+        seed: c.seed.map_or(seed, |s| s as u64),
+        stop: stop(c.stop)?,
+        simulation: simulation(&c.extensions, c.stream_options.as_ref())?,
+    })
 }
 
 fn sampling(
