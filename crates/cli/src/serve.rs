@@ -51,10 +51,20 @@ pub struct ServeArgs {
     /// at most the rotary cache, 10× that).
     #[arg(long)]
     max_model_len: Option<usize>,
-    /// Requests that may wait for a checkpoint model (one is generated at a time); more get 429
-    /// with Retry-After.
+    /// Requests that may wait for a checkpoint model beyond those running; more get 429 with
+    /// Retry-After.
     #[arg(long, default_value_t = 64)]
     max_queue: usize,
+    /// Sequences a checkpoint model decodes together (continuous batching; a request with n
+    /// choices takes n).
+    #[arg(long, default_value_t = 8, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_seqs: usize,
+    /// KV-cache positions the running sequences of a model may reserve in all; each reserves
+    /// prompt + max_tokens when admitted, and a request that does not fit waits in the queue.
+    /// Default: max-seqs × the context window (only --max-seqs limits). Memory per position:
+    /// 2 · n_layer · n_kv_head · head_dim · 4 bytes (d20: 200 KiB).
+    #[arg(long)]
+    kv_budget_tokens: Option<usize>,
     /// Simulated models to serve (comma-separated).
     #[arg(
         long,
@@ -224,6 +234,8 @@ impl ServeArgs {
             dtype: self.dtype,
             max_model_len: self.max_model_len,
             max_queue: self.max_queue,
+            max_seqs: self.max_seqs,
+            kv_budget_tokens: self.kv_budget_tokens,
         }
     }
 }

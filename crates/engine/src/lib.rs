@@ -8,10 +8,12 @@ pub mod engine;
 pub mod error;
 mod python_numbers;
 pub mod sampling;
+pub mod sequence;
 pub mod stream;
 
 pub use constraint::{Constraint, ConstraintFactory};
 pub use engine::{Column, Engine, GenerateOptions, Generation};
 pub use error::{EngineError, Result};
 pub use sampling::{Sampler, SamplingParams};
+pub use sequence::{decode_step, prefill, Sequence, SequenceOptions};
 pub use stream::TextStream;

@@ -50,14 +50,7 @@ fn every_option_generates_and_cached_decode_matches_full_forward() {
         let mut sequence = prompt.clone();
         let mut cached_logits = Vec::new();
         while let Some(column) = generation.next_column().unwrap() {
-            cached_logits.extend(
-                generation
-                    .last_logits()
-                    .flatten_all()
-                    .unwrap()
-                    .to_vec1::<f32>()
-                    .unwrap(),
-            );
+            cached_logits.extend(generation.row_logits(0).iter().copied());
             sequence.push(column.tokens[0]);
         }
         assert_eq!(

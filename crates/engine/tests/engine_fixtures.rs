@@ -59,14 +59,7 @@ fn greedy_generation_and_step_logits_match_every_model() {
             let mut generation = engine.generate(&prompt, &opts).unwrap();
             let (mut tokens, mut masks, mut step_logits) = (Vec::new(), Vec::new(), Vec::new());
             while let Some(column) = generation.next_column().unwrap() {
-                step_logits.extend(
-                    generation
-                        .last_logits()
-                        .flatten_all()
-                        .unwrap()
-                        .to_vec1::<f32>()
-                        .unwrap(),
-                );
+                step_logits.extend(generation.row_logits(0).iter().copied());
                 tokens.push(column.tokens);
                 masks.push(column.masks);
             }

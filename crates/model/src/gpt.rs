@@ -171,6 +171,42 @@ impl Attention {
         trace(&name("attn_y"), &y);
         self.c_proj.forward(&y)
     }
+    /// Continuous batching: one new position for each of S sequences, each at its own position
+    /// with its own batch-1 cache. x (S, 1, C) normalized → (S, 1, C). The projections run
+    /// batched; attention runs per sequence over that sequence's cache (lengths differ).
+    /// Every cache must have room for one more position (`Gpt::forward_decode` reserves it).
+    pub fn forward_decode(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        let (s, _, c) = x.dims3()?;
+        let (hd, nh, nkv) = (self.head_dim, self.n_head, self.n_kv_head);
+        let positions: Vec<usize> = caches.iter().map(|cache| cache.pos()).collect();
+        // (S, 1, heads·hd) → (S, heads, 1, hd)
+        let heads = |x: Tensor, n: usize| -> Result<Tensor> { Ok(x.reshape((s, n, 1, hd))?) };
+        let q = rms_norm(&rotary.apply_at(&heads(self.c_q.forward(x)?, nh)?, &positions)?)?;
+        let k = rms_norm(&rotary.apply_at(&heads(self.c_k.forward(x)?, nkv)?, &positions)?)?;
+        let v = heads(self.c_v.forward(x)?, nkv)?;
+        let group = nh / nkv;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let mut rows = Vec::with_capacity(s);
+        for (row, cache) in caches.iter_mut().enumerate() {
+            let (k_all, v_all) =
+                cache.append(self.layer, &k.narrow(0, row, 1)?, &v.narrow(0, row, 1)?)?;
+            // The group's query heads stacked along time, as in `forward`: (1, n_kv, group, hd).
+            let q = q.narrow(0, row, 1)?.reshape((1, nkv, group, hd))?;
+            let scores = (q.matmul(&k_all.to_dtype(DType::F32)?.transpose(2, 3)?)? * scale)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?; // (1, n_kv, group, L)
+            rows.push(
+                probs
+                    .matmul(&v_all.to_dtype(DType::F32)?)?
+                    .reshape((1, 1, c))?,
+            );
+        }
+        self.c_proj.forward(&Tensor::cat(&rows, 0)?)
+    }
 }
 
 pub struct Mlp {
@@ -239,6 +275,17 @@ impl Block {
         let x = (x + m)?;
         trace(&name("out"), &x);
         Ok(x)
+    }
+    /// The same block for one new position per sequence (see `Attention::forward_decode`).
+    pub fn forward_decode(
+        &self,
+        x: &Tensor,
+        rotary: &Rotary,
+        caches: &mut [&mut KvCache],
+    ) -> Result<Tensor> {
+        let x = (x + self.attn.forward_decode(&rms_norm(x)?, rotary, caches)?)?;
+        let m = self.mlp.forward(&rms_norm(&x)?, &mut |_, _| {})?;
+        Ok((x + m)?)
     }
 }
 
@@ -387,6 +434,40 @@ impl Gpt {
     ) -> Result<Tensor> {
         let hidden = self.forward_hidden(ids, cache, trace)?;
         self.logits(&hidden, trace)
+    }
+
+    /// Continuous batching's decode step: the next token of each of S sequences, every one with
+    /// its own batch-1 cache at its own position → logits (S, vocab). Gives the same values as
+    /// `forward_last` on each sequence alone, up to matmul summation order.
+    pub fn forward_decode(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
+        if tokens.len() != caches.len() || tokens.is_empty() {
+            return Err(ModelError::BadInput(format!(
+                "forward_decode needs one cache per token, got {} tokens and {} caches",
+                tokens.len(),
+                caches.len()
+            )));
+        }
+        if let Some(cache) = caches.iter().find(|c| c.batch() != 1) {
+            return Err(ModelError::BadInput(format!(
+                "forward_decode needs batch-1 caches, got one with {} rows",
+                cache.batch()
+            )));
+        }
+        for cache in caches.iter_mut() {
+            cache.reserve(1)?;
+        }
+        let s = tokens.len();
+        let ids = Tensor::from_vec(tokens.to_vec(), s, self.device())?;
+        let emb = self.wte.embedding(&ids)?.to_dtype(DType::F32)?;
+        let mut x = rms_norm(&emb.reshape((s, 1, self.cfg.n_embd))?)?;
+        for block in &self.blocks {
+            x = block.forward_decode(&x, &self.rotary, caches)?;
+        }
+        for cache in caches.iter_mut() {
+            cache.advance(1);
+        }
+        let hidden = rms_norm(&x)?.reshape((s, self.cfg.n_embd))?;
+        self.logits(&hidden, &mut |_, _| {})
     }
 
     /// Logits of the last position only, (B, vocab): what generation needs, without the

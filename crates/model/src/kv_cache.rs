@@ -120,34 +120,32 @@ impl KvCache {
         self.pos += t;
     }
 
-    /// nanochat's `prefill`: copies a batch-1 cache into every row of this one (used to run the
-    /// prompt once and then sample several continuations).
-    pub fn broadcast_from(&mut self, other: &KvCache) -> Result<()> {
-        if other.batch != 1
-            || other.n_layer() != self.n_layer()
-            || other.n_kv_head != self.n_kv_head
-            || other.head_dim != self.head_dim
-        {
-            return Err(crate::error::ModelError::BadInput(
-                "broadcast_from needs a batch-1 cache with the same layers, heads and head_dim"
-                    .into(),
-            ));
-        }
-        self.pos = 0;
-        self.reserve(other.pos)?;
-        for (dst, src) in self
-            .keys
-            .iter()
-            .zip(&other.keys)
-            .chain(self.values.iter().zip(&other.values))
-        {
-            let filled = src.narrow(2, 0, other.pos)?;
-            let rows = filled
-                .broadcast_as((self.batch, self.n_kv_head, other.pos, self.head_dim))?
-                .contiguous()?;
-            dst.slice_set(&rows, 2, 0)?;
-        }
-        self.pos = other.pos;
-        Ok(())
+    /// A deep copy (the storage is written in place, so a shared `Tensor` clone would let two
+    /// sequences overwrite each other): how `n` choices share one prompt prefill.
+    pub fn duplicate(&self) -> Result<Self> {
+        let copy = |layers: &[Tensor]| -> Result<Vec<Tensor>> {
+            layers.iter().map(|t| Ok(t.copy()?)).collect()
+        };
+        Ok(Self {
+            keys: copy(&self.keys)?,
+            values: copy(&self.values)?,
+            batch: self.batch,
+            n_kv_head: self.n_kv_head,
+            head_dim: self.head_dim,
+            capacity: self.capacity,
+            pos: self.pos,
+            dtype: self.dtype,
+            device: self.device.clone(),
+        })
+    }
+
+    /// Bytes held by the keys and values.
+    pub fn bytes(&self) -> usize {
+        2 * self.n_layer()
+            * self.batch
+            * self.n_kv_head
+            * self.capacity
+            * self.head_dim
+            * self.dtype.size_in_bytes()
     }
 }

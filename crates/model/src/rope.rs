@@ -94,4 +94,29 @@ impl Rotary {
             y.to_dtype(dtype)?
         })
     }
+
+    /// Rotates one new position per sequence: `x` (S, heads, 1, head_dim) f32, row `s` sitting
+    /// at `positions[s]` (continuous batching: every sequence is at its own position).
+    pub fn apply_at(&self, x: &Tensor, positions: &[usize]) -> Result<Tensor> {
+        if let Some(&too_far) = positions.iter().find(|&&p| p >= self.positions) {
+            return Err(crate::error::ModelError::TooLong {
+                needed: too_far + 1,
+                limit: self.positions,
+            });
+        }
+        let rows = positions.len();
+        let half = self.cos.dim(1)?;
+        let index: Vec<u32> = positions.iter().map(|&p| p as u32).collect();
+        let index = Tensor::from_vec(index, rows, x.device())?;
+        let cos = self.cos.index_select(&index, 0)?.reshape((rows, 1, half))?;
+        let neg_sin = self
+            .neg_sin
+            .index_select(&index, 0)?
+            .reshape((rows, 1, half))?;
+        Ok(candle_nn::rotary_emb::rope(
+            &x.contiguous()?,
+            &cos,
+            &neg_sin,
+        )?)
+    }
 }

@@ -174,9 +174,9 @@ pub enum Event {
 }
 
 /// Sends events; `false` once the client has gone away (the backend should stop).
-pub type EventSender = mpsc::Sender<Event>;
+pub type EventSender = mpsc::UnboundedSender<Event>;
 
-/// Counters a backend keeps (the next step exports them as metrics).
+/// Counters a backend keeps, exported by `/metrics`.
 #[derive(Debug, Default)]
 pub struct BackendStats {
     /// Requests being generated now.
@@ -185,6 +185,10 @@ pub struct BackendStats {
     pub waiting: AtomicUsize,
     /// Requests dropped because the client went away.
     pub cancelled: AtomicU64,
+    /// KV positions reserved by running sequences, and the most they may reserve (0 = a
+    /// backend without a KV cache).
+    pub kv_reserved_tokens: AtomicUsize,
+    pub kv_budget_tokens: AtomicUsize,
 }
 
 impl BackendStats {

@@ -8,6 +8,7 @@
 pub mod api_error;
 pub mod backend;
 pub mod chat_prompt;
+mod choice_output;
 pub mod faults;
 mod logprobs;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod openai_types;
 pub mod registry;
 pub mod respond;
 pub mod routes;
+pub mod scheduler;
 pub mod simulator;
 pub mod stop;
 pub mod validate;

@@ -2,7 +2,6 @@
 //! temperature, penalties or grammar masks, as OpenAI reports the model's distribution), with a
 //! token's text (lossy UTF-8 for a byte fragment) and its exact bytes.
 
-use candle_core::Tensor;
 use nanochat_tokenizer::Tokenizer;
 
 use crate::backend::{TokenLogprob, TopLogprob};
@@ -10,11 +9,10 @@ use crate::backend::{TokenLogprob, TopLogprob};
 /// The chosen `token`'s log-probability under `logits` (a `(vocab,)` row) and the `top` best.
 pub fn token_logprobs(
     tokenizer: &Tokenizer,
-    logits: &Tensor,
+    logits: &[f32],
     token: u32,
     top: usize,
 ) -> Result<TokenLogprob, Box<dyn std::error::Error + Send + Sync>> {
-    let logits: Vec<f32> = logits.to_dtype(candle_core::DType::F32)?.to_vec1()?;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let log_total = logits
         .iter()
@@ -75,8 +73,7 @@ mod tests {
         let mut values = vec![0f32; tok.vocab_size()];
         values[65] = 3.0;
         values[66] = 2.0;
-        let logits = Tensor::new(values.as_slice(), &candle_core::Device::Cpu).unwrap();
-        let lp = token_logprobs(&tok, &logits, 66, 3).unwrap();
+        let lp = token_logprobs(&tok, &values, 66, 3).unwrap();
         let total: f64 = values
             .iter()
             .map(|&v| (v + lp.logprob - 2.0) as f64)

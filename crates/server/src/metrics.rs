@@ -4,6 +4,8 @@
 //! |---|---|---|
 //! | `nanochat:num_requests_running` | gauge | model |
 //! | `nanochat:num_requests_waiting` | gauge | model |
+//! | `nanochat:kv_cache_reserved_tokens` | gauge | model |
+//! | `nanochat:kv_cache_budget_tokens` | gauge | model (0 for simulated models) |
 //! | `nanochat:prompt_tokens_total` | counter | model |
 //! | `nanochat:generation_tokens_total` | counter | model |
 //! | `nanochat:request_success_total` | counter | model, finished_reason |
@@ -128,6 +130,18 @@ impl Metrics {
             "nanochat:num_requests_waiting",
             "Requests queued for a model.",
             &|e| e.backend.stats().waiting.load(SeqCst) as u64,
+        );
+        gauge(
+            &mut out,
+            "nanochat:kv_cache_reserved_tokens",
+            "KV-cache positions reserved by running sequences.",
+            &|e| e.backend.stats().kv_reserved_tokens.load(SeqCst) as u64,
+        );
+        gauge(
+            &mut out,
+            "nanochat:kv_cache_budget_tokens",
+            "KV-cache positions running sequences may reserve in all (--kv-budget-tokens).",
+            &|e| e.backend.stats().kv_budget_tokens.load(SeqCst) as u64,
         );
         let _ = writeln!(out, "# HELP nanochat:requests_cancelled_total Requests dropped because the client went away.\n# TYPE nanochat:requests_cancelled_total counter");
         for entry in registry.entries() {

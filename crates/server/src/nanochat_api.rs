@@ -201,7 +201,7 @@ pub async fn chat(state: &AppState, body: Value) -> Response {
         Err(refusal) => return refusal.into_response(),
     };
     let mut observer = RequestObserver::new(state.metrics.clone(), &entry.id, Instant::now());
-    let (sender, mut events) = mpsc::channel(64);
+    let (sender, mut events) = mpsc::unbounded_channel();
     entry.backend.submit(request, sender);
     match events.recv().await {
         Some(started @ Event::Started { .. }) => observer.on_event(&started),

@@ -64,7 +64,7 @@ struct Choice {
 pub async fn collect(
     meta: ResponseMeta,
     prompt_tokens: usize,
-    mut events: mpsc::Receiver<Event>,
+    mut events: mpsc::UnboundedReceiver<Event>,
     mut observer: Option<RequestObserver>,
 ) -> Response {
     let mut choices: Vec<Choice> = (0..meta.n).map(|_| Choice::default()).collect();
@@ -207,7 +207,7 @@ fn legacy_logprobs(meta: &ResponseMeta, logprobs: &[TokenLogprob], start_offset:
 /// The streaming state: events in, SSE frames out.
 struct Streamer {
     meta: ResponseMeta,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
     frames: VecDeque<SseEvent>,
     prompt_tokens: usize,
     completion_tokens: usize,
@@ -360,7 +360,7 @@ impl Streamer {
 pub fn stream(
     meta: ResponseMeta,
     prompt_tokens: usize,
-    events: mpsc::Receiver<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
     observer: Option<RequestObserver>,
 ) -> Response {
     let n = meta.n;

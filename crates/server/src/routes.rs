@@ -311,7 +311,7 @@ async fn submit(
         shape,
     };
     let mut observer = RequestObserver::new(state.metrics.clone(), &entry.id, Instant::now());
-    let (sender, mut events) = mpsc::channel(64);
+    let (sender, mut events) = mpsc::unbounded_channel();
     entry.backend.submit(request, sender);
     let prompt_tokens = match events.recv().await {
         Some(Event::Started { prompt_tokens }) => {

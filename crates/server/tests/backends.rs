@@ -71,7 +71,7 @@ async fn simulated_generation_stops_when_the_client_leaves() {
     let backend = SimulatedBackend::new(settings);
     let mut req = request("sim", 10_000);
     req.simulation.response_length = Some("long".into());
-    let (tx, mut rx) = mpsc::channel(4);
+    let (tx, mut rx) = mpsc::unbounded_channel();
     backend.submit(req, tx);
     assert!(matches!(rx.recv().await, Some(Event::Started { .. })));
     assert!(matches!(rx.recv().await, Some(Event::Text { .. })));
@@ -85,15 +85,16 @@ async fn simulated_generation_stops_when_the_client_leaves() {
     );
 }
 
-/// The random-weight fixture model `sft-d2`, loaded now, with a context of 640 tokens.
+/// The random-weight fixture model `sft-d2`, loaded now, with a context of 640 tokens and one
+/// sequence at a time.
 fn checkpoint_backend(max_queue: usize) -> CheckpointBackend {
     let dir = nanochat_fixtures::fixture("nanochat-2025/chatsft_checkpoints/d2");
     let spec = CheckpointSpec {
-        files: checkpoint_in_dir(&dir, None).unwrap(),
         tokenizer_dir: Some(nanochat_fixtures::fixture("nanochat-2025/tokenizer")),
-        dtype: candle_core::DType::F32,
         max_model_len: Some(640),
         max_queue,
+        max_seqs: 1,
+        ..CheckpointSpec::new(checkpoint_in_dir(&dir, None).unwrap())
     };
     CheckpointBackend::start("sft-d2", spec, true, Default::default()).unwrap()
 }
@@ -101,7 +102,7 @@ fn checkpoint_backend(max_queue: usize) -> CheckpointBackend {
 #[tokio::test]
 async fn model_generation_stops_when_the_client_leaves() {
     let backend = checkpoint_backend(1);
-    let (tx, mut rx) = mpsc::channel(1);
+    let (tx, mut rx) = mpsc::unbounded_channel();
     backend.submit(request("sft-d2", 600), tx);
     assert!(matches!(rx.recv().await, Some(Event::Started { .. })));
     drop(rx);
@@ -112,8 +113,12 @@ async fn model_generation_stops_when_the_client_leaves() {
         .await,
         "the model kept generating after its client left"
     );
+    assert!(
+        eventually(|| stats.kv_reserved_tokens.load(Ordering::SeqCst) == 0).await,
+        "the cancelled sequence's KV reservation was not given back"
+    );
     // The worker is free again: a new request is answered to the end.
-    let (tx, mut rx) = mpsc::channel(64);
+    let (tx, mut rx) = mpsc::unbounded_channel();
     backend.submit(request("sft-d2", 5), tx);
     let mut finished = None;
     while let Some(event) = rx.recv().await {
@@ -142,9 +147,9 @@ fn meta(include_usage: bool) -> ResponseMeta {
 
 /// Runs `events` through the SSE response and returns the `data:` payloads.
 async fn sse_payloads(include_usage: bool, events: Vec<Event>) -> Vec<String> {
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::unbounded_channel();
     for event in events {
-        tx.send(event).await.unwrap();
+        tx.send(event).unwrap();
     }
     drop(tx);
     let response = respond::stream(meta(include_usage), 3, rx, None);
@@ -242,12 +247,12 @@ async fn chunks_carry_role_once_tool_indexes_and_usage_only_when_asked() {
 async fn a_full_queue_answers_429_with_retry_after() {
     let backend = checkpoint_backend(1);
     // A is being generated (its reader is slow), B waits, C finds the queue full.
-    let (a_tx, mut a_rx) = mpsc::channel(1);
+    let (a_tx, mut a_rx) = mpsc::unbounded_channel();
     backend.submit(request("sft-d2", 600), a_tx);
     assert!(matches!(a_rx.recv().await, Some(Event::Started { .. })));
-    let (b_tx, mut b_rx) = mpsc::channel(64);
+    let (b_tx, mut b_rx) = mpsc::unbounded_channel();
     backend.submit(request("sft-d2", 3), b_tx);
-    let (c_tx, mut c_rx) = mpsc::channel(64);
+    let (c_tx, mut c_rx) = mpsc::unbounded_channel();
     backend.submit(request("sft-d2", 3), c_tx);
     match c_rx.recv().await {
         Some(Event::Failed(error)) => {

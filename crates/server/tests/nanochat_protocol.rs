@@ -24,12 +24,11 @@ fn app() -> axum::Router {
         checkpoints: vec![CheckpointModel {
             id: "sft-d1".into(),
             spec: CheckpointSpec {
-                files: checkpoint_in_dir(&dir, None).unwrap(),
                 tokenizer_dir: Some(nanochat_fixtures::fixture("nanochat-2025/tokenizer")),
-                dtype: candle_core::DType::F32,
                 // chat_web generates up to the rotary cache; 512 default tokens need room.
                 max_model_len: Some(640),
                 max_queue: 16,
+                ..CheckpointSpec::new(checkpoint_in_dir(&dir, None).unwrap())
             },
             eager: true,
         }],

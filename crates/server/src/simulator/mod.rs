@@ -78,7 +78,7 @@ impl Backend for SimulatedBackend {
                     }
                 }
                 Err(error) => {
-                    let _ = events.send(Event::Failed(error)).await;
+                    let _ = events.send(Event::Failed(error));
                 }
             }
         });
@@ -253,7 +253,6 @@ async fn play(
         .send(Event::Started {
             prompt_tokens: plan.prompt_tokens,
         })
-        .await
         .is_err()
         || !pause(events, plan.ttft).await
     {
@@ -269,7 +268,7 @@ async fn play(
                     .map(|c| split_pieces(&c.arguments).len() + 1)
                     .sum();
                 for call in calls {
-                    if events.send(Event::ToolCall { index, call }).await.is_err() {
+                    if events.send(Event::ToolCall { index, call }).is_err() {
                         return Err(Cancelled);
                     }
                 }
@@ -278,7 +277,7 @@ async fn play(
                     reason: FinishReason::ToolCalls,
                     completion_tokens: tokens,
                 };
-                if events.send(finished).await.is_err() {
+                if events.send(finished).is_err() {
                     return Err(Cancelled);
                 }
                 streams.push((Vec::new().into_iter(), StopMatcher::default(), 0, true));
@@ -326,7 +325,6 @@ async fn play(
                         text,
                         logprobs,
                     })
-                    .await
                     .is_err()
             {
                 return Err(Cancelled);
@@ -339,7 +337,6 @@ async fn play(
                         reason,
                         completion_tokens: *used,
                     })
-                    .await
                     .is_err()
                 {
                     return Err(Cancelled);
