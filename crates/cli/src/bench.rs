@@ -47,9 +47,13 @@ struct EngineBenchArgs {
     /// Vocabulary size of the random model.
     #[arg(long, default_value_t = 65536)]
     vocab_size: usize,
-    /// Weight dtype: f32 or bf16.
+    /// Weight format: f32, bf16, q8_0 or q4k.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// Sequences decoded together (continuous batching's decode step); tok/s is then the
+    /// aggregate over all of them.
+    #[arg(long, default_value_t = 1, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    batch: usize,
     /// Prompt length in tokens.
     #[arg(long, default_value_t = 32)]
     prompt: usize,
@@ -311,16 +315,13 @@ fn save_random_model(
 }
 
 fn bench_engine(args: EngineBenchArgs) -> Result<()> {
-    use candle_core::{DType, Device};
+    use candle_core::Device;
     use nanochat_engine::{Engine, GenerateOptions};
-    use nanochat_model::init::{random_model, InitOptions};
+    use nanochat_model::init::{random_model_as, InitOptions};
+    use nanochat_model::WeightDType;
     use nanochat_model::Config;
 
-    let dtype = match args.dtype.as_str() {
-        "f32" => DType::F32,
-        "bf16" => DType::BF16,
-        other => anyhow::bail!("unknown --dtype {other:?} (expected f32 or bf16)"),
-    };
+    let dtype = WeightDType::parse(&args.dtype).map_err(anyhow::Error::msg)?;
     let started = Instant::now();
     let (model, label) = match &args.model {
         Some(path) => {
@@ -333,7 +334,7 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
             if let Some(dir) = &args.tokenizer {
                 check_tokenizer(dir, cfg.vocab_size)?;
             }
-            let model = random_model(&cfg, 42, dtype, &Device::Cpu, &InitOptions::benchmark())?;
+            let model = random_model_as(&cfg, 42, dtype, &Device::Cpu, &InitOptions::benchmark())?;
             if let Some(dir) = &args.save_checkpoint {
                 save_random_model(&model, args.depth, dir, args.tokenizer.as_deref())?;
             }
@@ -346,8 +347,12 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
     let load_s = started.elapsed().as_secs_f64();
     let cfg = model.config().clone();
     println!(
-        "{label}: {} layers, {} wide, vocab {}, {:?}; built/loaded in {load_s:.2}s",
-        cfg.n_layer, cfg.n_embd, cfg.vocab_size, dtype
+        "{label}: {} layers, {} wide, vocab {}, {dtype}; built/loaded in {load_s:.2}s; {} threads, {} kernels",
+        cfg.n_layer,
+        cfg.n_embd,
+        cfg.vocab_size,
+        rayon::current_num_threads(),
+        nanochat_model::linear::kernel_path()
     );
     // The engine needs a tokenizer only for the calculator, which random tokens never trigger.
     let tokenizer = nanochat_tokenizer::Tokenizer::with_nanochat_specials(
@@ -357,6 +362,8 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
     let prompt: Vec<u32> = (0..args.prompt as u32).map(|i| (i * 7919) % 256).collect();
     let run = |gen: usize| -> Result<(f64, Vec<f64>)> {
         let options = GenerateOptions {
+            num_samples: args.batch,
+            broadcast_first_token: false,
             max_tokens: Some(gen),
             stop_token_ids: vec![],
             use_tools: false,
@@ -385,6 +392,8 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
             decodes.push(median(&mut steps));
         }
     }
+    // Before the bandwidth probe's 2 GiB buffer.
+    let rss = peak_rss_bytes();
     let prefill = median(&mut prefills);
     println!(
         "prefill {} tokens: {:.1} ms ({:.1} tok/s)",
@@ -396,16 +405,44 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
         println!("decode: not measured (--gen {}: no decode steps)", args.gen);
     } else {
         let decode = median(&mut decodes);
+        let batch = args.batch;
         println!(
-            "decode: {:.1} ms/token ({:.2} tok/s), median of {} runs of {} tokens",
+            "decode: {:.1} ms/step of {batch} token{} ({:.2} tok/s), median of {} runs of {} steps",
             decode * 1e3,
-            1.0 / decode,
+            if batch == 1 { "" } else { "s" },
+            batch as f64 / decode,
             args.runs,
             args.gen
         );
+        let bytes = model.weight_bytes_per_token() as f64;
+        let bandwidth = measure_read_bandwidth();
+        println!(
+            "weights read per step: {:.2} GB → {:.1} GB/s effective; this machine reads {:.1} GB/s (2 GiB, all threads)",
+            bytes / 1e9,
+            bytes / decode / 1e9,
+            bandwidth / 1e9
+        );
     }
-    if let Some(rss) = peak_rss_bytes() {
+    if let Some(rss) = rss {
         println!("peak RSS: {:.2} GB", rss as f64 / 1e9);
     }
     Ok(())
+}
+
+/// Bytes per second this machine reads from DRAM with every thread: the best of 3 passes
+/// summing a 2 GiB buffer (larger than any cache).
+fn measure_read_bandwidth() -> f64 {
+    use rayon::prelude::*;
+    let data = vec![1u64; (2usize << 30) / 8];
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let sum: u64 = data
+            .par_chunks(1 << 16)
+            .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
+            .sum();
+        std::hint::black_box(sum);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    (data.len() * 8) as f64 / best
 }

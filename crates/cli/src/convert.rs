@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use candle_core::DType;
+use nanochat_model::WeightDType;
 use clap::Args;
 use nanochat_model::save::{convert, ConvertOptions};
 
@@ -18,10 +18,11 @@ pub struct ConvertArgs {
     /// Output directory (created if missing).
     #[arg(long)]
     pub to: PathBuf,
-    /// Store every tensor as bf16 or f32. Default: keep each tensor's dtype (CUDA-trained
-    /// nanochat checkpoints have a bf16 embedding and f32 everything else).
-    #[arg(long, value_parser = crate::model_args::parse_dtype)]
-    pub dtype: Option<DType>,
+    /// Store the weights as f32, bf16, q8_0 or q4k (the quantised ones keep the embedding in
+    /// bf16 and load without quantising again). Default: keep each tensor's dtype
+    /// (CUDA-trained nanochat checkpoints have a bf16 embedding and f32 everything else).
+    #[arg(long, value_parser = WeightDType::parse)]
+    pub dtype: Option<WeightDType>,
     /// Step to convert when --from is a directory. Default: the last one.
     #[arg(long)]
     pub step: Option<u64>,
@@ -32,15 +33,6 @@ pub struct ConvertArgs {
     /// tokenizer.pkl, else $NANOCHAT_BASE_DIR/tokenizer.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-}
-
-fn dtype_name(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 => "f32",
-        DType::BF16 => "bf16",
-        DType::F16 => "f16",
-        _ => "other",
-    }
 }
 
 pub fn run(args: ConvertArgs) -> Result<()> {
@@ -61,7 +53,7 @@ pub fn run(args: ConvertArgs) -> Result<()> {
     let dtypes = done
         .dtypes
         .iter()
-        .map(|(d, n)| format!("{n} {}", dtype_name(*d)))
+        .map(|(d, n)| format!("{n} {d}"))
         .collect::<Vec<_>>()
         .join(" + ");
     println!(

@@ -24,6 +24,9 @@ mod tok_train;
         (the tokenizer in <base>/tokenizer/)."
 )]
 struct Cli {
+    /// Threads for model compute (matmuls, tokenizer training). Default: every available core.
+    #[arg(long, global = true, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +49,18 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        // candle's GEMM reads RAYON_NUM_THREADS; our kernels and quantised matmuls use rayon's
+        // global pool. Both are set before any model work starts.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        if let Err(error) = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+        {
+            eprintln!("error: cannot start {threads} threads: {error}");
+            std::process::exit(1);
+        }
+    }
     let result = match cli.command {
         Command::Tok(args) => tok::run(args),
         Command::Chat(args) => chat::run(args),

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
+use nanochat_model::WeightDType;
 use clap::Args;
 use nanochat_model::checkpoint::{
     checkpoint_at_path, find_checkpoint, load_checkpoint, CheckpointFiles, LoadedModel, Source,
@@ -29,22 +30,14 @@ pub struct ModelArgs {
     /// Checkpoint step. Default: the last one.
     #[arg(long, short = 's')]
     pub step: Option<u64>,
-    /// Weight dtype in memory: f32 (nanochat's CPU path) or bf16.
-    #[arg(long, short = 'd', default_value = "f32", value_parser = parse_dtype)]
-    pub dtype: DType,
+    /// Weight format in memory: f32 (nanochat's CPU path), bf16, q8_0 or q4k (quantised at
+    /// load unless the checkpoint is stored quantised).
+    #[arg(long, short = 'd', default_value = "f32", value_parser = WeightDType::parse)]
+    pub dtype: WeightDType,
     /// Tokenizer directory. Default: the model's directory if it has tokenizer.pkl, else
     /// $NANOCHAT_BASE_DIR/tokenizer.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-}
-
-/// `f32` or `bf16` (also `float32`/`fp32`, `bfloat16`), as `--dtype` takes it.
-pub fn parse_dtype(s: &str) -> Result<DType, String> {
-    match s {
-        "f32" | "float32" | "fp32" => Ok(DType::F32),
-        "bf16" | "bfloat16" => Ok(DType::BF16),
-        _ => Err(format!("unknown dtype {s:?} (expected f32 or bf16)")),
-    }
 }
 
 impl ModelArgs {

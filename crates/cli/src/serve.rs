@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::DType;
+use nanochat_model::WeightDType;
 use clap::Args;
 use nanochat_model::checkpoint::checkpoint_at_path;
 use nanochat_server::faults::{FailureType, FaultInjector};
@@ -18,7 +18,6 @@ use nanochat_server::validate::RequestLimits;
 use nanochat_server::{CheckpointModel, ServeConfig};
 use nanochat_tokenizer::paths::nanochat_base_dir;
 
-use crate::model_args::parse_dtype;
 
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \
@@ -44,9 +43,10 @@ pub struct ServeArgs {
     /// <stage>-<tag>, e.g. sft-d20, serve their last step, and load on first use).
     #[arg(long)]
     no_discover: bool,
-    /// Weight dtype in memory for checkpoints: f32 or bf16.
-    #[arg(long, short = 'd', default_value = "f32", value_parser = parse_dtype)]
-    dtype: DType,
+    /// Weight format in memory for checkpoints: f32, bf16, q8_0 or q4k (quantised at load
+    /// unless the checkpoint is stored quantised; `nanochat convert --dtype q8_0` stores it so).
+    #[arg(long, short = 'd', default_value = "f32", value_parser = WeightDType::parse)]
+    dtype: WeightDType,
     /// Context window enforced for checkpoints (default: each model's training sequence_len;
     /// at most the rotary cache, 10× that).
     #[arg(long)]

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use nanochat_engine::{
     Constraint, ConstraintFactory, Engine, EngineError, GenerateOptions, SamplingParams,
 };
@@ -25,7 +25,7 @@ fn tokenizer_65k() -> Tokenizer {
 
 fn model() -> LoadedModel {
     let files = find_checkpoint(&fixture("nanochat-2025"), Source::Sft, Some("d2"), None).unwrap();
-    load_checkpoint(&files, DType::F32, &Device::Cpu).unwrap()
+    load_checkpoint(&files, nanochat_model::WeightDType::F32, &Device::Cpu).unwrap()
 }
 
 fn prompt(tok: &Tokenizer, text: &str) -> Vec<u32> {

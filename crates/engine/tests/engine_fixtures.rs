@@ -3,7 +3,7 @@
 //! the scripted tool-use models (calculator, stops, `max_tokens` cut-off with forced tokens,
 //! raw byte tokens).
 
-use candle_core::{DType, Device};
+use candle_core::Device;
 use nanochat_engine::{Engine, GenerateOptions, SamplingParams, TextStream};
 use nanochat_fixtures::{fixture, fixture_json, max_abs_diff, read_npy};
 use nanochat_model::checkpoint::{find_checkpoint, load_checkpoint, LoadedModel, Source};
@@ -16,7 +16,7 @@ fn tokenizer() -> Tokenizer {
 
 fn load(source: Source, tag: &str) -> LoadedModel {
     let files = find_checkpoint(&fixture("nanochat-2025"), source, Some(tag), None).unwrap();
-    load_checkpoint(&files, DType::F32, &Device::Cpu).unwrap()
+    load_checkpoint(&files, nanochat_model::WeightDType::F32, &Device::Cpu).unwrap()
 }
 
 fn ids(v: &Value) -> Vec<u32> {

@@ -16,14 +16,17 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::gpt::Gpt;
-use crate::state_dict::validate_tensors;
+use crate::linear::{WeightDType, Weights};
+use crate::state_dict::validate_stored;
 
 /// The training stage a checkpoint comes from, and its directory under the base dir.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -297,6 +300,12 @@ fn candle_dtype(path: &Path, name: &str, dtype: nanochat_pt::DType) -> Result<DT
 
 /// Reads every tensor of a nanochat `.pt` state dict, keys stripped of `_orig_mod.`.
 pub fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    read_torch_state_dict_as(path, None)
+}
+
+/// [`read_torch_state_dict`], each tensor converted to `dtype` as soon as it is read (so a
+/// whole model is never held twice).
+pub fn read_torch_state_dict_as(path: &Path, dtype: Option<DType>) -> Result<Vec<(String, Tensor)>> {
     // TorchError names the file itself; keep only what went wrong.
     let bad = |e: nanochat_pt::TorchError| ModelError::checkpoint(path, e.kind.to_string());
     let mut file = nanochat_pt::TorchFile::open(path).map_err(bad)?;
@@ -304,20 +313,44 @@ pub fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
     let mut tensors = Vec::with_capacity(records.len());
     for (name, record) in records {
         let name = name.strip_prefix("_orig_mod.").unwrap_or(&name).to_string();
-        let dtype = candle_dtype(path, &name, record.dtype)?;
+        let stored = candle_dtype(path, &name, record.dtype)?;
         let bytes = file.read_tensor_bytes(&record).map_err(bad)?;
-        let tensor = Tensor::from_raw_buffer(&bytes, dtype, &record.shape, &Device::Cpu)?;
-        tensors.push((name, tensor));
+        let tensor = Tensor::from_raw_buffer(&bytes, stored, &record.shape, &Device::Cpu)?;
+        drop(bytes);
+        tensors.push((name, convert_to(tensor, dtype)?));
     }
     Ok(tensors)
 }
 
-/// Reads the tensors of one of our safetensors checkpoints.
-pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
-    let map = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| ModelError::checkpoint(path, e.to_string()))?;
-    Ok(map.into_iter().collect())
+fn convert_to(tensor: Tensor, dtype: Option<DType>) -> Result<Tensor> {
+    Ok(match dtype {
+        Some(d) if d != tensor.dtype() => tensor.to_dtype(d)?,
+        _ => tensor,
+    })
 }
+
+/// The dense tensors of one of our safetensors checkpoints (quantised ones are an error here;
+/// see [`read_safetensors_as`]).
+pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let stored = read_safetensors_as(path, None)?;
+    if let Some(name) = stored.quantized.keys().next() {
+        return Err(ModelError::checkpoint(
+            path,
+            format!("tensor {name:?} is quantised; load the model with load_checkpoint instead"),
+        ));
+    }
+    Ok(stored.dense)
+}
+
+/// The tensors of a safetensors checkpoint: dense ones (converted to `dtype` as they are read)
+/// and quantised ones (see [`crate::safetensors_file`]).
+pub fn read_safetensors_as(path: &Path, dtype: Option<DType>) -> Result<StoredTensors> {
+    let mut stored = crate::safetensors_file::read(path, &mut |t| convert_to(t, dtype))?;
+    stored.dense.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(stored)
+}
+
+pub use crate::safetensors_file::StoredTensors;
 
 /// A model loaded from disk.
 pub struct LoadedModel {
@@ -327,22 +360,52 @@ pub struct LoadedModel {
     pub files: CheckpointFiles,
 }
 
-/// Loads a checkpoint into a model whose weights have `dtype` (F32 or BF16).
+/// Loads a checkpoint into a model whose linear layers are held in `dtype` (quantising them at
+/// load unless the file already stores them quantised).
 pub fn load_checkpoint(
     files: &CheckpointFiles,
-    dtype: DType,
+    dtype: WeightDType,
     device: &Device,
 ) -> Result<LoadedModel> {
     let (meta, config) = read_meta(&files.meta)?;
-    let tensors = match files.format {
-        WeightFormat::Torch => read_torch_state_dict(&files.weights)?,
-        WeightFormat::Safetensors => read_safetensors(&files.weights)?,
+    // Dense tensors are converted as they are read: to the model's dtype for f32/bf16; kept as
+    // stored for the quantised formats, which quantise from the stored precision.
+    let read_as = match dtype {
+        WeightDType::F32 | WeightDType::Bf16 => Some(dtype.dense_dtype()),
+        _ => None,
     };
-    validate_tensors(&files.weights, &config, &tensors)?;
-    let map: HashMap<String, Tensor> = tensors.into_iter().collect();
-    let vb = VarBuilder::from_tensors(map, dtype, device);
-    let model =
-        Gpt::new(&config, vb).map_err(|e| ModelError::checkpoint(&files.weights, e.to_string()))?;
+    let stored = match files.format {
+        WeightFormat::Torch => StoredTensors {
+            dense: read_torch_state_dict_as(&files.weights, read_as)?,
+            quantized: HashMap::new(),
+        },
+        WeightFormat::Safetensors => read_safetensors_as(&files.weights, read_as)?,
+    };
+    validate_stored(&files.weights, &config, &stored)?;
+    // A file stored quantised runs in its stored format, whatever `dtype` asked.
+    let quantized_formats: Vec<GgmlDType> = stored.quantized.values().map(|q| q.dtype()).collect();
+    let dtype = if quantized_formats.contains(&GgmlDType::Q4K) {
+        WeightDType::Q4K
+    } else if quantized_formats.is_empty() {
+        dtype
+    } else {
+        WeightDType::Q8_0
+    };
+    let source_dtype = stored
+        .dense
+        .iter()
+        .find(|(n, _)| n != "transformer.wte.weight")
+        .map_or(dtype.dense_dtype(), |(_, t)| t.dtype());
+    let map: HashMap<String, Tensor> = stored.dense.into_iter().collect();
+    // The builder hands out tensors as stored (quantisation reads them at full precision).
+    let builder_dtype = read_as.unwrap_or(source_dtype);
+    let weights = Weights {
+        vb: VarBuilder::from_tensors(map, builder_dtype, device),
+        quantized: Arc::new(stored.quantized),
+        linear: dtype,
+    };
+    let model = Gpt::load(&config, &weights)
+        .map_err(|e| ModelError::checkpoint(&files.weights, e.to_string()))?;
     Ok(LoadedModel {
         model,
         config,

@@ -13,12 +13,16 @@
 //! A trace callback receives named intermediate activations (the fixture names: `emb`,
 //! `block0_q_lin`, `block0_attn_y`, …) so tests can compare them with the reference.
 
+use std::sync::Arc;
+
+use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::config::{Activation, Config};
 use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
+use crate::linear::{quantize_linear, Linear, WeightDType, Weights};
 use crate::rope::Rotary;
 
 /// torch.finfo(torch.float32).eps
@@ -34,43 +38,6 @@ pub fn rms_norm(x: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_mul(&(mean_square + RMS_NORM_EPS as f64)?.sqrt()?.recip()?)?)
 }
 
-/// A bias-free linear layer, weight (out, in) like `nn.Linear`.
-#[derive(Clone)]
-pub struct Linear {
-    /// (out_features, in_features)
-    weight: Tensor,
-}
-
-impl Linear {
-    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
-        Ok(Self {
-            weight: vb.get((out_dim, in_dim), "weight")?,
-        })
-    }
-
-    pub fn from_weight(weight: Tensor) -> Self {
-        Self { weight }
-    }
-
-    pub fn weight(&self) -> &Tensor {
-        &self.weight
-    }
-
-    /// x (…, in) → (…, out) in f32.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dims = x.dims().to_vec();
-        let in_dim = *dims
-            .last()
-            .ok_or_else(|| ModelError::BadInput("linear input has no dimensions".into()))?;
-        let rows = x.elem_count() / in_dim;
-        let x2 = x.reshape((rows, in_dim))?.to_dtype(self.weight.dtype())?;
-        let y = x2.matmul(&self.weight.t()?)?.to_dtype(DType::F32)?;
-        let mut out_dims = dims;
-        *out_dims.last_mut().expect("non-empty") = self.weight.dim(0)?;
-        Ok(y.reshape(out_dims)?)
-    }
-}
-
 pub struct Attention {
     c_q: Linear,
     c_k: Linear,
@@ -83,13 +50,13 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn new(cfg: &Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &Config, layer: usize, w: &Weights) -> Result<Self> {
         let hd = cfg.head_dim();
         Ok(Self {
-            c_q: Linear::new(cfg.n_embd, cfg.n_head * hd, vb.pp("c_q"))?,
-            c_k: Linear::new(cfg.n_embd, cfg.n_kv_head * hd, vb.pp("c_k"))?,
-            c_v: Linear::new(cfg.n_embd, cfg.n_kv_head * hd, vb.pp("c_v"))?,
-            c_proj: Linear::new(cfg.n_embd, cfg.n_embd, vb.pp("c_proj"))?,
+            c_q: w.pp("c_q").linear(cfg.n_embd, cfg.n_head * hd)?,
+            c_k: w.pp("c_k").linear(cfg.n_embd, cfg.n_kv_head * hd)?,
+            c_v: w.pp("c_v").linear(cfg.n_embd, cfg.n_kv_head * hd)?,
+            c_proj: w.pp("c_proj").linear(cfg.n_embd, cfg.n_embd)?,
             n_head: cfg.n_head,
             n_kv_head: cfg.n_kv_head,
             head_dim: hd,
@@ -217,11 +184,11 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn new(cfg: &Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &Config, layer: usize, w: &Weights) -> Result<Self> {
         let hidden = cfg.mlp_hidden();
         Ok(Self {
-            c_fc: Linear::new(cfg.n_embd, hidden, vb.pp("c_fc"))?,
-            c_proj: Linear::new(hidden, cfg.n_embd, vb.pp("c_proj"))?,
+            c_fc: w.pp("c_fc").linear(cfg.n_embd, hidden)?,
+            c_proj: w.pp("c_proj").linear(hidden, cfg.n_embd)?,
             activation: cfg.activation,
             layer,
         })
@@ -246,12 +213,20 @@ pub struct Block {
 }
 
 impl Block {
-    pub fn new(cfg: &Config, layer: usize, vb: VarBuilder) -> Result<Self> {
+    pub fn new(cfg: &Config, layer: usize, w: &Weights) -> Result<Self> {
         Ok(Self {
-            attn: Attention::new(cfg, layer, vb.pp("attn"))?,
-            mlp: Mlp::new(cfg, layer, vb.pp("mlp"))?,
+            attn: Attention::new(cfg, layer, &w.pp("attn"))?,
+            mlp: Mlp::new(cfg, layer, &w.pp("mlp"))?,
             layer,
         })
+    }
+
+    fn weight_bytes(&self) -> usize {
+        let (a, m) = (&self.attn, &self.mlp);
+        [&a.c_q, &a.c_k, &a.c_v, &a.c_proj, &m.c_fc, &m.c_proj]
+            .iter()
+            .map(|l| l.weight_bytes())
+            .sum()
     }
 
     /// Pre-norm residual block: x + attn(norm(x)), then + mlp(norm(x)).
@@ -296,32 +271,44 @@ pub struct Gpt {
     /// (vocab_size, n_embd); the same tensor as `wte` when embeddings are tied.
     lm_head: Linear,
     rotary: Rotary,
+    /// The format the linear layers were asked to be held in.
+    linear_dtype: WeightDType,
     cfg: Config,
 }
 
 impl Gpt {
-    /// Builds the model from weights named as nanochat's state dict (`transformer.wte.weight`,
-    /// `transformer.h.{i}.attn.c_q.weight`, …, `lm_head.weight`).
+    /// Builds the model from dense weights named as nanochat's state dict
+    /// (`transformer.wte.weight`, `transformer.h.{i}.attn.c_q.weight`, …, `lm_head.weight`),
+    /// held in the builder's dtype.
     pub fn new(cfg: &Config, vb: VarBuilder) -> Result<Self> {
+        Self::load(cfg, &Weights::dense(vb))
+    }
+
+    /// Builds the model with its linear layers in `w.linear`'s format (see [`Weights`]).
+    pub fn load(cfg: &Config, w: &Weights) -> Result<Self> {
         cfg.validate()?;
-        let wte = vb
+        let source_wte = w
+            .vb
             .pp("transformer")
             .pp("wte")
             .get((cfg.vocab_size, cfg.n_embd), "weight")?;
         let blocks = (0..cfg.n_layer)
-            .map(|i| Block::new(cfg, i, vb.pp("transformer").pp("h").pp(i)))
+            .map(|i| Block::new(cfg, i, &w.pp("transformer").pp("h").pp(i)))
             .collect::<Result<Vec<_>>>()?;
         let lm_head = if cfg.tie_embeddings {
-            Linear::from_weight(wte.clone())
+            quantize_linear(source_wte.clone(), w.linear)?
         } else {
-            Linear::new(cfg.n_embd, cfg.vocab_size, vb.pp("lm_head"))?
+            w.pp("lm_head").linear(cfg.n_embd, cfg.vocab_size)?
         };
-        let rotary = Rotary::new(cfg.rotary_len(), cfg.head_dim(), cfg.rope_base, vb.device())?;
+        // The embedding is a lookup: f32 in an f32 model, bf16 otherwise.
+        let wte = source_wte.to_dtype(w.linear.dense_dtype())?;
+        let rotary = Rotary::new(cfg.rotary_len(), cfg.head_dim(), cfg.rope_base, w.vb.device())?;
         Ok(Self {
             wte,
             blocks,
             lm_head,
             rotary,
+            linear_dtype: w.linear,
             cfg: cfg.clone(),
         })
     }
@@ -334,11 +321,8 @@ impl Gpt {
         self.wte.device()
     }
 
-    /// Every weight under its nanochat state-dict name, in nanochat's order (wte, per layer
-    /// c_q, c_k, c_v, attn c_proj, c_fc, mlp c_proj, then lm_head). Tied embeddings give one
-    /// tensor, `transformer.wte.weight`, and no `lm_head.weight`. Tensors are shared, not copied.
-    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("transformer.wte.weight".to_string(), self.wte.clone())];
+    fn linears(&self) -> Vec<(String, &Linear)> {
+        let mut out = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
             for (part, linear) in [
                 ("attn.c_q", &block.attn.c_q),
@@ -348,21 +332,47 @@ impl Gpt {
                 ("mlp.c_fc", &block.mlp.c_fc),
                 ("mlp.c_proj", &block.mlp.c_proj),
             ] {
-                out.push((
-                    format!("transformer.h.{i}.{part}.weight"),
-                    linear.weight.clone(),
-                ));
+                out.push((format!("transformer.h.{i}.{part}.weight"), linear));
             }
         }
         if !self.cfg.tie_embeddings {
-            out.push(("lm_head.weight".to_string(), self.lm_head.weight.clone()));
+            out.push(("lm_head.weight".to_string(), &self.lm_head));
         }
         out
     }
 
-    /// The dtype the weights are stored in.
-    pub fn weight_dtype(&self) -> DType {
-        self.lm_head.weight().dtype()
+    /// Every dense weight under its nanochat state-dict name, in nanochat's order (wte, per
+    /// layer c_q, c_k, c_v, attn c_proj, c_fc, mlp c_proj, then lm_head). Tied embeddings give
+    /// one tensor, `transformer.wte.weight`, and no `lm_head.weight`. Tensors are shared, not
+    /// copied. Quantised layers are in [`Self::quantized_weights`] instead.
+    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("transformer.wte.weight".to_string(), self.wte.clone())];
+        for (name, linear) in self.linears() {
+            if let Some(weight) = linear.weight() {
+                out.push((name, weight.clone()));
+            }
+        }
+        out
+    }
+
+    /// The quantised linear weights by state-dict name (none in an f32 or bf16 model).
+    pub fn quantized_weights(&self) -> Vec<(String, Arc<QTensor>)> {
+        self.linears()
+            .into_iter()
+            .filter_map(|(name, linear)| linear.qtensor().map(|q| (name, q.clone())))
+            .collect()
+    }
+
+    /// The format the linear layers were asked for (some may have fallen back to a finer one).
+    pub fn linear_dtype(&self) -> WeightDType {
+        self.linear_dtype
+    }
+
+    /// Bytes of weights read per decoded token: every linear layer plus one embedding row.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let mut bytes: usize = self.blocks.iter().map(|b| b.weight_bytes()).sum();
+        bytes += self.lm_head.weight_bytes();
+        bytes + self.cfg.n_embd * self.wte.dtype().size_in_bytes()
     }
 
     /// A KV cache for this model: `batch` rows, room for `capacity` positions.

@@ -213,6 +213,28 @@ pub fn random_weights(
         .collect()
 }
 
+/// A `cfg` model with [`random_weights`] drawn in f32, its linear layers held in `dtype`
+/// (quantised from the f32 draws for q8_0/q4k).
+pub fn random_model_as(
+    cfg: &Config,
+    seed: u64,
+    dtype: crate::linear::WeightDType,
+    device: &Device,
+    opts: &InitOptions,
+) -> Result<Gpt> {
+    let drawn = match dtype {
+        crate::linear::WeightDType::Bf16 => DType::BF16,
+        _ => DType::F32,
+    };
+    let weights = random_weights(cfg, seed, drawn, opts)?;
+    let weights = crate::linear::Weights {
+        vb: VarBuilder::from_tensors(weights, drawn, device),
+        quantized: Default::default(),
+        linear: dtype,
+    };
+    Gpt::load(cfg, &weights)
+}
+
 /// A `cfg` model with [`random_weights`], its weights on `device` in `dtype`.
 pub fn random_model(
     cfg: &Config,

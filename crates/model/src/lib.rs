@@ -7,7 +7,9 @@ pub mod error;
 pub mod gpt;
 pub mod init;
 pub mod kv_cache;
+pub mod linear;
 pub mod rope;
+pub mod safetensors_file;
 pub mod save;
 pub mod state_dict;
 
@@ -15,3 +17,4 @@ pub use config::{Activation, Config};
 pub use error::{ModelError, Result};
 pub use gpt::Gpt;
 pub use kv_cache::KvCache;
+pub use linear::{Linear, WeightDType};

@@ -13,20 +13,22 @@
 //! * [`convert`] also copies the tokenizer (`tokenizer.pkl`, `token_bytes.pt`) into the output
 //!   directory so the converted model is self-contained.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
-use candle_core::{DType, Tensor};
+use candle_core::quantized::QTensor;
+use candle_core::{DType, Device, Tensor};
 
 use crate::checkpoint::{
-    checkpoint_at_path, read_meta, read_safetensors, read_torch_state_dict, CheckpointFiles,
-    WeightFormat,
+    checkpoint_at_path, load_checkpoint, read_meta, read_safetensors_as, CheckpointFiles, StoredTensors, WeightFormat,
 };
 use crate::config::Config;
 use crate::error::{ModelError, Result};
 use crate::gpt::Gpt;
-use crate::state_dict::{is_float, validate_tensors};
+use crate::linear::WeightDType;
+use crate::safetensors_file;
+use crate::state_dict::{is_float, validate_stored};
 
 pub const TOKENIZER_FILES: [&str; 2] = ["tokenizer.pkl", "token_bytes.pt"];
 
@@ -111,6 +113,20 @@ pub fn save_checkpoint(
     meta: Option<&serde_json::Value>,
     opts: &SaveOptions,
 ) -> Result<CheckpointFiles> {
+    save_checkpoint_with_quantized(dir, step, cfg, tensors, &[], meta, opts)
+}
+
+/// [`save_checkpoint`] with some linear weights stored quantised (see
+/// [`crate::safetensors_file`]); `opts.dtype` applies to the dense tensors only.
+pub fn save_checkpoint_with_quantized(
+    dir: &Path,
+    step: u64,
+    cfg: &Config,
+    tensors: &[(String, Tensor)],
+    quantized: &[(String, Arc<QTensor>)],
+    meta: Option<&serde_json::Value>,
+    opts: &SaveOptions,
+) -> Result<CheckpointFiles> {
     cfg.validate()?;
     if let Some(dtype) = opts.dtype {
         if !is_float(dtype) {
@@ -121,24 +137,27 @@ pub fn save_checkpoint(
     }
     let weights = dir.join(format!("model_{step:06}.safetensors"));
     let meta_path = dir.join(format!("meta_{step:06}.json"));
-    validate_tensors(&weights, cfg, tensors)?;
+    let stored = StoredTensors {
+        dense: tensors.to_vec(),
+        quantized: quantized.iter().cloned().collect(),
+    };
+    validate_stored(&weights, cfg, &stored)?;
     let meta = checkpoint_meta(cfg, step, meta)?;
     std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
     refuse_existing(dir, step, opts.force)?;
 
-    let mut map: HashMap<&str, Tensor> = HashMap::with_capacity(tensors.len());
+    let mut dense: Vec<(String, Tensor)> = Vec::with_capacity(tensors.len());
     for (name, t) in tensors {
         let t = match opts.dtype {
             Some(d) if d != t.dtype() => t.to_dtype(d)?,
             _ => t.clone(),
         };
-        map.insert(name.as_str(), t);
+        dense.push((name.clone(), t));
     }
     let weights_tmp = temp_path(dir, &format!("model_{step:06}.safetensors"));
     let meta_tmp = temp_path(dir, &format!("meta_{step:06}.json"));
     let written = (|| -> Result<()> {
-        safetensors::serialize_to_file(&map, None, &weights_tmp)
-            .map_err(|e| ModelError::checkpoint(&weights_tmp, e.to_string()))?;
+        safetensors_file::write(&weights_tmp, &dense, quantized)?;
         sync(&weights_tmp)?;
         let text = serde_json::to_string_pretty(&meta)
             .map_err(|e| ModelError::checkpoint(&meta_tmp, e.to_string()))?;
@@ -162,7 +181,8 @@ pub fn save_checkpoint(
     })
 }
 
-/// [`save_checkpoint`] of a model's weights ([`Gpt::named_weights`]).
+/// [`save_checkpoint`] of a model's weights ([`Gpt::named_weights`] and
+/// [`Gpt::quantized_weights`]).
 pub fn save_model(
     dir: &Path,
     step: u64,
@@ -170,11 +190,12 @@ pub fn save_model(
     meta: Option<&serde_json::Value>,
     opts: &SaveOptions,
 ) -> Result<CheckpointFiles> {
-    save_checkpoint(
+    save_checkpoint_with_quantized(
         dir,
         step,
         model.config(),
         &model.named_weights(),
+        &model.quantized_weights(),
         meta,
         opts,
     )
@@ -193,8 +214,9 @@ pub fn tokenizer_dir_for(files: &CheckpointFiles) -> PathBuf {
 /// How [`convert`] works.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ConvertOptions {
-    /// Convert every tensor to this dtype; `None` keeps each tensor's own.
-    pub dtype: Option<DType>,
+    /// Hold the weights in this format (`q8_0`/`q4k` quantise the linear layers and keep the
+    /// embedding in bf16); `None` keeps each tensor's own dtype.
+    pub dtype: Option<WeightDType>,
     /// The step to convert when `from` is a directory (default: the last one).
     pub step: Option<u64>,
     /// Replace an existing checkpoint of the same step (and a different tokenizer) in `to`.
@@ -211,8 +233,8 @@ pub struct Converted {
     pub config: Config,
     /// Number of tensors written.
     pub tensors: usize,
-    /// How many tensors of each dtype were written.
-    pub dtypes: Vec<(DType, usize)>,
+    /// How many tensors of each dtype (`f32`, `bf16`, `q8_0`, …) were written.
+    pub dtypes: Vec<(String, usize)>,
     /// Size of the safetensors file.
     pub bytes: u64,
     /// Where the tokenizer was copied from; `None` when no tokenizer was found to copy.
@@ -277,11 +299,26 @@ pub fn convert(from: &Path, to: &Path, opts: &ConvertOptions) -> Result<Converte
     let started = Instant::now();
     let source = checkpoint_at_path(from, opts.step)?;
     let (meta, config) = read_meta(&source.meta)?;
-    let tensors = match source.format {
-        WeightFormat::Torch => read_torch_state_dict(&source.weights)?,
-        WeightFormat::Safetensors => read_safetensors(&source.weights)?,
+    // Dense targets convert tensor by tensor; quantised ones go through a loaded model, which
+    // picks the format of every linear layer (with its fallbacks) exactly as serving does.
+    let (tensors, quantized) = match opts.dtype {
+        Some(dtype @ (WeightDType::Q8_0 | WeightDType::Q4K)) => {
+            let model = load_checkpoint(&source, dtype, &Device::Cpu)?.model;
+            (model.named_weights(), model.quantized_weights())
+        }
+        dense => {
+            let as_dtype = dense.map(WeightDType::dense_dtype);
+            let stored = match source.format {
+                WeightFormat::Torch => StoredTensors {
+                    dense: crate::checkpoint::read_torch_state_dict_as(&source.weights, as_dtype)?,
+                    quantized: Default::default(),
+                },
+                WeightFormat::Safetensors => read_safetensors_as(&source.weights, as_dtype)?,
+            };
+            validate_stored(&source.weights, &config, &stored)?;
+            (stored.dense, stored.quantized.into_iter().collect())
+        }
     };
-    validate_tensors(&source.weights, &config, &tensors)?;
     let tokenizer_dir = match &opts.tokenizer {
         Some(dir) => {
             if !dir.join(TOKENIZER_FILES[0]).is_file() {
@@ -296,7 +333,7 @@ pub fn convert(from: &Path, to: &Path, opts: &ConvertOptions) -> Result<Converte
         None => Some(tokenizer_dir_for(&source)).filter(|d| d.join(TOKENIZER_FILES[0]).is_file()),
     };
     let save = SaveOptions {
-        dtype: opts.dtype,
+        dtype: None,
         force: opts.force,
     };
     // Refuse before writing anything, so a refusal leaves `to` untouched.
@@ -305,10 +342,21 @@ pub fn convert(from: &Path, to: &Path, opts: &ConvertOptions) -> Result<Converte
         std::fs::create_dir_all(to).map_err(|e| io_error(to, e))?;
         copy_tokenizer(dir, to, &config, opts.force)?;
     }
-    let output = save_checkpoint(to, source.step, &config, &tensors, Some(&meta), &save)?;
-    let mut dtypes: Vec<(DType, usize)> = Vec::new();
-    for (_, t) in &tensors {
-        let d = opts.dtype.unwrap_or(t.dtype());
+    let output = save_checkpoint_with_quantized(
+        to,
+        source.step,
+        &config,
+        &tensors,
+        &quantized,
+        Some(&meta),
+        &save,
+    )?;
+    let mut dtypes: Vec<(String, usize)> = Vec::new();
+    let names = tensors
+        .iter()
+        .map(|(_, t)| dense_name(t.dtype()))
+        .chain(quantized.iter().map(|(_, q)| quantized_name(q)));
+    for d in names {
         match dtypes.iter_mut().find(|(x, _)| *x == d) {
             Some((_, n)) => *n += 1,
             None => dtypes.push((d, 1)),
@@ -321,10 +369,27 @@ pub fn convert(from: &Path, to: &Path, opts: &ConvertOptions) -> Result<Converte
         source,
         output,
         config,
-        tensors: tensors.len(),
+        tensors: tensors.len() + quantized.len(),
         dtypes,
         bytes,
         tokenizer_from: tokenizer_dir,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+fn dense_name(dtype: DType) -> String {
+    match dtype {
+        DType::F32 => "f32".into(),
+        DType::BF16 => "bf16".into(),
+        DType::F16 => "f16".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn quantized_name(q: &QTensor) -> String {
+    match q.dtype() {
+        candle_core::quantized::GgmlDType::Q8_0 => "q8_0".into(),
+        candle_core::quantized::GgmlDType::Q4K => "q4k".into(),
+        other => format!("{other:?}"),
+    }
 }

@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 
 use crate::config::Config;
+use crate::safetensors_file::StoredTensors;
 use crate::error::{ModelError, Result};
 
 /// Tensor names a nanochat model of `cfg` has, in nanochat's state-dict order.
@@ -74,10 +75,37 @@ pub fn expected_shapes(cfg: &Config) -> Vec<(String, Vec<usize>)> {
 /// Checks a state dict against `cfg`: no newer-nanochat tensors, none missing or unexpected,
 /// every shape right, every dtype a float type. Errors name `path` and the tensor.
 pub fn validate_tensors(path: &Path, cfg: &Config, tensors: &[(String, Tensor)]) -> Result<()> {
-    let bad = |message: String| Err(ModelError::checkpoint(path, message));
-    if let Some((newer, _)) = tensors
+    let entries: Vec<Entry> = tensors
         .iter()
-        .find(|(n, _)| NEWER_FORMAT_KEYS.iter().any(|k| n.contains(k)))
+        .map(|(n, t)| (n.as_str(), t.dims().to_vec(), Some(t.dtype())))
+        .collect();
+    validate_entries(path, cfg, &entries)
+}
+
+/// [`validate_tensors`] for a file's dense and quantised tensors together.
+pub fn validate_stored(path: &Path, cfg: &Config, stored: &StoredTensors) -> Result<()> {
+    let mut entries: Vec<Entry> = stored
+        .dense
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.dims().to_vec(), Some(t.dtype())))
+        .collect();
+    entries.extend(
+        stored
+            .quantized
+            .iter()
+            .map(|(n, q)| (n.as_str(), q.shape().dims().to_vec(), None)),
+    );
+    validate_entries(path, cfg, &entries)
+}
+
+/// A tensor's name, shape and dtype (`None`: quantised).
+type Entry<'a> = (&'a str, Vec<usize>, Option<DType>);
+
+fn validate_entries(path: &Path, cfg: &Config, tensors: &[Entry]) -> Result<()> {
+    let bad = |message: String| Err(ModelError::checkpoint(path, message));
+    if let Some((newer, _, _)) = tensors
+        .iter()
+        .find(|(n, _, _)| NEWER_FORMAT_KEYS.iter().any(|k| n.contains(k)))
     {
         return bad(format!(
             "has tensor {newer:?}: this checkpoint is from a newer nanochat (2026 architecture), \
@@ -85,35 +113,30 @@ pub fn validate_tensors(path: &Path, cfg: &Config, tensors: &[(String, Tensor)])
         ));
     }
     let expected = expected_shapes(cfg);
-    let by_name: HashMap<&str, &Tensor> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let by_name: HashMap<&str, &Entry> = tensors.iter().map(|e| (e.0, e)).collect();
     if by_name.len() != tensors.len() {
         let mut seen = std::collections::HashSet::new();
-        let dup = tensors
-            .iter()
-            .find(|(n, _)| !seen.insert(n))
-            .map(|(n, _)| n);
-        return bad(format!("tensor {:?} appears twice", dup.unwrap()));
+        let dup = tensors.iter().find(|e| !seen.insert(e.0)).map(|e| e.0);
+        return bad(format!("tensor {:?} appears twice", dup.unwrap_or_default()));
     }
     for (name, shape) in &expected {
-        let Some(t) = by_name.get(name.as_str()) else {
+        let Some((_, dims, dtype)) = by_name.get(name.as_str()) else {
             return bad(format!("tensor {name:?} is missing"));
         };
-        if t.dims() != shape.as_slice() {
+        if dims != shape {
             return bad(format!(
-                "tensor {name:?} has shape {:?}, expected {shape:?} for this model_config",
-                t.dims()
+                "tensor {name:?} has shape {dims:?}, expected {shape:?} for this model_config"
             ));
         }
-        if !is_float(t.dtype()) {
+        if let Some(dtype) = dtype.filter(|d| !is_float(*d)) {
             return bad(format!(
-                "tensor {name:?} has dtype {:?}, expected a float type (f32, bf16 or f16)",
-                t.dtype()
+                "tensor {name:?} has dtype {dtype:?}, expected a float type (f32, bf16 or f16)"
             ));
         }
     }
-    if let Some((extra, _)) = tensors
+    if let Some((extra, _, _)) = tensors
         .iter()
-        .find(|(n, _)| !expected.iter().any(|(e, _)| e == n))
+        .find(|(n, _, _)| !expected.iter().any(|(e, _)| e == n))
     {
         return bad(format!("unexpected tensor {extra:?} for this model_config"));
     }

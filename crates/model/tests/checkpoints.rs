@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use nanochat_model::WeightDType;
 use candle_core::{DType, Device, Tensor};
 use nanochat_fixtures::{fixture, fixture_json, max_abs_diff, read_npy, scratch_dir};
 use nanochat_model::checkpoint::{
@@ -38,6 +39,11 @@ fn fixture_tokenizer() -> PathBuf {
 }
 
 fn load(files: &CheckpointFiles, dtype: DType) -> LoadedModel {
+    let dtype = if dtype == DType::BF16 {
+        WeightDType::Bf16
+    } else {
+        WeightDType::F32
+    };
     load_checkpoint(files, dtype, &Device::Cpu)
         .unwrap_or_else(|e| panic!("loading {}: {e}", files.weights.display()))
 }
@@ -258,12 +264,12 @@ fn conversion_keeps_bf16_wte_unless_a_dtype_is_asked_for() {
     }
     let mut dtypes = kept.dtypes.clone();
     dtypes.sort_by_key(|(d, _)| format!("{d:?}"));
-    assert_eq!(dtypes, vec![(DType::BF16, 1), (DType::F32, 19)]);
+    assert_eq!(dtypes, vec![("bf16".to_string(), 1), ("f32".to_string(), 19)]);
 
     // f32: everything f32, still bit-identical.
     let f32_dir = out.join("f32");
     let opts = ConvertOptions {
-        dtype: Some(DType::F32),
+        dtype: Some(WeightDType::F32),
         ..convert_opts()
     };
     convert(&source.weights, &f32_dir, &opts).unwrap();
@@ -278,11 +284,11 @@ fn conversion_keeps_bf16_wte_unless_a_dtype_is_asked_for() {
     // bf16: every tensor bf16; loads, and stays within the parity test's bf16 tolerance.
     let bf16_dir = out.join("bf16");
     let opts = ConvertOptions {
-        dtype: Some(DType::BF16),
+        dtype: Some(WeightDType::Bf16),
         ..convert_opts()
     };
     let bf16 = convert(&source.weights, &bf16_dir, &opts).unwrap();
-    assert_eq!(bf16.dtypes, vec![(DType::BF16, 20)]);
+    assert_eq!(bf16.dtypes, vec![("bf16".to_string(), 20)]);
     assert!(
         bf16.bytes < kept.bytes * 6 / 10,
         "{} vs {}",
@@ -296,7 +302,7 @@ fn conversion_keeps_bf16_wte_unless_a_dtype_is_asked_for() {
         .all(|(_, t)| t.dtype() == DType::BF16));
     let as_bf16 = load(&bf16_files, DType::BF16);
     let as_f32 = load(&bf16_files, DType::F32);
-    assert_eq!(as_bf16.model.weight_dtype(), DType::BF16);
+    assert_eq!(as_bf16.model.linear_dtype(), WeightDType::Bf16);
     let mut worst = 0f32;
     for (seq, ids, npy) in sequences("sft_d3") {
         let reference = read_npy(&npy).f32;
@@ -330,7 +336,7 @@ fn conversion_refuses_to_overwrite_unless_forced_and_converts_safetensors_again(
     );
     let forced = ConvertOptions {
         force: true,
-        dtype: Some(DType::BF16),
+        dtype: Some(WeightDType::Bf16),
         ..convert_opts()
     };
     convert(&source.weights, &to, &forced).unwrap();
@@ -345,7 +351,7 @@ fn conversion_refuses_to_overwrite_unless_forced_and_converts_safetensors_again(
         &to,
         &again,
         &ConvertOptions {
-            dtype: Some(DType::F32),
+            dtype: Some(WeightDType::F32),
             ..Default::default()
         },
     )
@@ -492,7 +498,7 @@ fn bf16_random_models_round_trip_and_saving_twice_needs_force() {
     let mut cfg = small();
     cfg.n_kv_head = 2;
     let model = random_model(&cfg, 5, DType::BF16, &Device::Cpu, &InitOptions::nonzero()).unwrap();
-    assert_eq!(model.weight_dtype(), DType::BF16);
+    assert_eq!(model.linear_dtype(), WeightDType::Bf16);
     let files = save_model(&out, 3, &model, None, &SaveOptions::default()).unwrap();
     assert!(read_safetensors(&files.weights)
         .unwrap()
@@ -514,7 +520,7 @@ fn bf16_random_models_round_trip_and_saving_twice_needs_force() {
     };
     let files = save_model(&out, 3, &model, None, &opts).unwrap();
     let as_f32 = load(&files, DType::F32);
-    assert_eq!(as_f32.model.weight_dtype(), DType::F32);
+    assert_eq!(as_f32.model.linear_dtype(), WeightDType::F32);
     let leftovers: Vec<_> = std::fs::read_dir(&out)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -651,7 +657,7 @@ fn broken(
 /// Loading and converting `dir` both fail, with messages containing every needle.
 fn assert_refused(dir: &Path, needles: &[&str]) {
     let load_err = checkpoint_at_path(dir, None)
-        .and_then(|files| load_checkpoint(&files, DType::F32, &Device::Cpu).map(|_| ()))
+        .and_then(|files| load_checkpoint(&files, WeightDType::F32, &Device::Cpu).map(|_| ()))
         .err()
         .unwrap_or_else(|| panic!("{} loaded", dir.display()))
         .to_string();

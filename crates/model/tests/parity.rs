@@ -21,6 +21,11 @@ fn load(name: &str, dtype: DType) -> LoadedModel {
         Some(m["step"].as_u64().unwrap()),
     )
     .unwrap();
+    let dtype = if dtype == DType::BF16 {
+        nanochat_model::WeightDType::Bf16
+    } else {
+        nanochat_model::WeightDType::F32
+    };
     load_checkpoint(&files, dtype, &Device::Cpu).unwrap()
 }
 

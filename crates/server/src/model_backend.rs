@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 
-use candle_core::{DType, Device};
+use candle_core::Device;
+use nanochat_model::WeightDType;
 use nanochat_model::checkpoint::{load_checkpoint, read_meta, CheckpointFiles};
 use nanochat_model::save::tokenizer_dir_for;
 use nanochat_tokenizer::Tokenizer;
@@ -24,7 +25,7 @@ use crate::scheduler::{BatchLimits, Job, Model, Scheduler};
 pub struct CheckpointSpec {
     pub files: CheckpointFiles,
     pub tokenizer_dir: Option<PathBuf>,
-    pub dtype: DType,
+    pub dtype: WeightDType,
     /// Context window to enforce; default the model's training `sequence_len`.
     pub max_model_len: Option<usize>,
     /// Requests that may wait for the model; more are refused with 429 and `Retry-After`.
@@ -41,7 +42,7 @@ impl CheckpointSpec {
         Self {
             files,
             tokenizer_dir: None,
-            dtype: DType::F32,
+            dtype: WeightDType::F32,
             max_model_len: None,
             max_queue: 64,
             max_seqs: 8,

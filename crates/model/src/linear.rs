@@ -1,0 +1,298 @@
+//! Linear layers in the weight formats a model can run in, and the loader that builds them.
+//!
+//! * `f32` and `bf16` weights are kept as candle tensors (out, in). Few rows (decode, batched
+//!   decode) go through our own kernels ([`crate::kernels`]), which read every weight once per
+//!   call whatever the row count — candle's f32 matmul packs the weights on each call and its
+//!   bf16 matmul widens the whole weight to f32 first. Many rows (prefill) use candle's GEMM for
+//!   f32; bf16 stays on our kernel, which is compute-bound there.
+//! * `q8_0` and `q4k` are ggml block formats run by candle's quantised matmul (AVX-512 VNNI
+//!   repacked on this kind of CPU). Activations stay f32. A weight whose input width is not a
+//!   multiple of the block (256 for q4k, 32 for q8_0) falls back to the next finer format
+//!   (q4k → q8_0 → bf16), so any model shape loads.
+//! * Embeddings are not matmuls: they stay f32 in an f32 model and bf16 otherwise (nanochat's own
+//!   CUDA releases store `wte` in bf16), and the KV cache is always f32 — nanochat activations
+//!   overflow f16, which is never used.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
+use candle_core::{CpuStorage, DType, Module, Storage, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::error::{ModelError, Result};
+// TEMPORARY until crate::kernels lands.
+mod kernels {
+    use half::bf16;
+    pub fn matmul_bf16_nt(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, k: usize, n: usize) -> Result<(), String> {
+        for i in 0..m { for j in 0..n { let mut acc = 0f32; for p in 0..k { acc += x[i*k+p] * w[j*k+p].to_f32(); } y[i*n+j] = acc; } }
+        Ok(())
+    }
+    pub fn matmul_f32_nt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize) -> Result<(), String> {
+        for i in 0..m { for j in 0..n { let mut acc = 0f32; for p in 0..k { acc += x[i*k+p] * w[j*k+p]; } y[i*n+j] = acc; } }
+        Ok(())
+    }
+    pub fn kernel_path() -> &'static str { "temporary" }
+}
+pub use kernels::kernel_path;
+
+/// Row counts up to this go through our kernels for f32 weights (decode and batched decode).
+const F32_KERNEL_MAX_ROWS: usize = 32;
+
+/// The format linear weights are held in for inference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WeightDType {
+    F32,
+    Bf16,
+    Q8_0,
+    Q4K,
+}
+
+impl WeightDType {
+    pub const ALL: [WeightDType; 4] = [Self::F32, Self::Bf16, Self::Q8_0, Self::Q4K];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::Q8_0 => "q8_0",
+            Self::Q4K => "q4k",
+        }
+    }
+
+    /// The dtype of the tensors that stay dense: embeddings, and fallbacks.
+    pub fn dense_dtype(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            _ => DType::BF16,
+        }
+    }
+
+    /// The ggml format, for the quantised ones.
+    pub fn ggml(self) -> Option<GgmlDType> {
+        match self {
+            Self::Q8_0 => Some(GgmlDType::Q8_0),
+            Self::Q4K => Some(GgmlDType::Q4K),
+            _ => None,
+        }
+    }
+
+    /// Parses `f32`, `bf16`, `q8_0` or `q4k` (also `bfloat16`, `float32`, `q8`, `q4_k`).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "f32" | "float32" | "fp32" => Ok(Self::F32),
+            "bf16" | "bfloat16" => Ok(Self::Bf16),
+            "q8_0" | "q8" => Ok(Self::Q8_0),
+            "q4k" | "q4_k" => Ok(Self::Q4K),
+            "f16" | "float16" | "fp16" => Err(
+                "f16 is not supported: nanochat's activations overflow it (use bf16)".into(),
+            ),
+            other => Err(format!(
+                "unknown weight dtype {other:?} (expected f32, bf16, q8_0 or q4k)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for WeightDType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for WeightDType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Self::parse(s)
+    }
+}
+
+/// A bias-free linear layer, weight (out, in) like `nn.Linear`.
+#[derive(Clone)]
+pub struct Linear {
+    weight: LinearWeight,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+#[derive(Clone)]
+enum LinearWeight {
+    /// (out_features, in_features), f32 or bf16.
+    Dense(Tensor),
+    /// (out_features, in_features) in ggml blocks; the QTensor is kept to save it.
+    Quantized { qtensor: Arc<QTensor>, matmul: QMatMul },
+}
+
+impl Linear {
+    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
+        Self::from_weight(vb.get((out_dim, in_dim), "weight")?)
+    }
+
+    /// A dense layer from its (out, in) weight.
+    pub fn from_weight(weight: Tensor) -> Result<Self> {
+        let (out_dim, in_dim) = weight.dims2()?;
+        Ok(Self {
+            weight: LinearWeight::Dense(weight),
+            in_dim,
+            out_dim,
+        })
+    }
+
+    /// A quantised layer; the tensor's shape is (out, in).
+    pub fn from_qtensor(qtensor: Arc<QTensor>) -> Result<Self> {
+        let (out_dim, in_dim) = qtensor.shape().dims2()?;
+        let matmul = QMatMul::from_arc(qtensor.clone())?;
+        Ok(Self {
+            weight: LinearWeight::Quantized { qtensor, matmul },
+            in_dim,
+            out_dim,
+        })
+    }
+
+    /// The dense weight (out, in); `None` for a quantised layer.
+    pub fn weight(&self) -> Option<&Tensor> {
+        match &self.weight {
+            LinearWeight::Dense(w) => Some(w),
+            LinearWeight::Quantized { .. } => None,
+        }
+    }
+
+    /// The quantised weight; `None` for a dense layer.
+    pub fn qtensor(&self) -> Option<&Arc<QTensor>> {
+        match &self.weight {
+            LinearWeight::Quantized { qtensor, .. } => Some(qtensor),
+            LinearWeight::Dense(_) => None,
+        }
+    }
+
+    /// Bytes of weight read by one forward call.
+    pub fn weight_bytes(&self) -> usize {
+        match &self.weight {
+            LinearWeight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
+            LinearWeight::Quantized { qtensor, .. } => qtensor.storage_size_in_bytes(),
+        }
+    }
+
+    /// x (…, in) → (…, out) in f32.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        if dims.last() != Some(&self.in_dim) {
+            return Err(ModelError::BadInput(format!(
+                "linear layer expects inputs of width {}, got shape {dims:?}",
+                self.in_dim
+            )));
+        }
+        let rows = x.elem_count() / self.in_dim;
+        let x2 = x.reshape((rows, self.in_dim))?.to_dtype(DType::F32)?;
+        let y = match &self.weight {
+            LinearWeight::Dense(w) => match w.dtype() {
+                DType::BF16 => self.kernel(&x2, w)?,
+                DType::F32 if rows <= F32_KERNEL_MAX_ROWS => self.kernel(&x2, w)?,
+                _ => x2.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(DType::F32)?,
+            },
+            LinearWeight::Quantized { matmul, .. } => matmul.forward(&x2)?,
+        };
+        let mut out_dims = dims;
+        *out_dims.last_mut().expect("checked above") = self.out_dim;
+        Ok(y.reshape(out_dims)?)
+    }
+
+    /// Our CPU kernel: x (rows, in) f32 · wᵀ with w (out, in) f32 or bf16.
+    fn kernel(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        let (rows, k, n) = (x.dim(0)?, self.in_dim, self.out_dim);
+        let x = x.contiguous()?;
+        let w = w.contiguous()?;
+        let mut y = vec![0f32; rows * n];
+        let (x_storage, x_layout) = x.storage_and_layout();
+        let (w_storage, w_layout) = w.storage_and_layout();
+        let range = |layout: &candle_core::Layout| {
+            layout
+                .contiguous_offsets()
+                .ok_or_else(|| ModelError::BadInput("linear: non-contiguous tensor".into()))
+        };
+        let (xs, xe) = range(x_layout)?;
+        let (ws, we) = range(w_layout)?;
+        let outcome = match (&*x_storage, &*w_storage) {
+            (Storage::Cpu(CpuStorage::F32(xv)), Storage::Cpu(CpuStorage::BF16(wv))) => {
+                kernels::matmul_bf16_nt(&xv[xs..xe], &wv[ws..we], &mut y, rows, k, n)
+            }
+            (Storage::Cpu(CpuStorage::F32(xv)), Storage::Cpu(CpuStorage::F32(wv))) => {
+                kernels::matmul_f32_nt(&xv[xs..xe], &wv[ws..we], &mut y, rows, k, n)
+            }
+            _ => {
+                drop((x_storage, w_storage));
+                return Ok(x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(DType::F32)?);
+            }
+        };
+        outcome.map_err(|e| ModelError::BadInput(format!("linear: {e}")))?;
+        Ok(Tensor::from_vec(y, (rows, n), x.device())?)
+    }
+}
+
+/// Where a model's weights come from: dense tensors through a `VarBuilder` (its dtype is the
+/// dense dtype), tensors stored already quantised (by full name), and the format linear weights
+/// are to be held in.
+#[derive(Clone)]
+pub struct Weights<'a> {
+    pub vb: VarBuilder<'a>,
+    pub quantized: Arc<HashMap<String, Arc<QTensor>>>,
+    pub linear: WeightDType,
+}
+
+impl<'a> Weights<'a> {
+    /// Dense weights only, held in the builder's dtype (f32 or bf16).
+    pub fn dense(vb: VarBuilder<'a>) -> Self {
+        let linear = if vb.dtype() == DType::BF16 {
+            WeightDType::Bf16
+        } else {
+            WeightDType::F32
+        };
+        Self {
+            vb,
+            quantized: Arc::default(),
+            linear,
+        }
+    }
+
+    pub fn pp(&self, name: impl ToString) -> Self {
+        Self {
+            vb: self.vb.pp(name),
+            quantized: self.quantized.clone(),
+            linear: self.linear,
+        }
+    }
+
+    /// The linear layer `<prefix>.weight`, (out, in), in the requested format.
+    pub fn linear(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
+        let name = format!("{}.weight", self.vb.prefix());
+        if let Some(q) = self.quantized.get(&name) {
+            let linear = Linear::from_qtensor(q.clone())?;
+            if (linear.out_dim, linear.in_dim) != (out_dim, in_dim) {
+                return Err(ModelError::BadInput(format!(
+                    "{name} is stored with shape {:?}, expected ({out_dim}, {in_dim})",
+                    q.shape()
+                )));
+            }
+            return Ok(linear);
+        }
+        let dense = self.vb.get((out_dim, in_dim), "weight")?;
+        quantize_linear(dense, self.linear)
+    }
+}
+
+/// Holds `dense` (out, in) in `dtype`: as is for f32/bf16, else quantised — falling back to a
+/// finer format when the input width does not fit the block size.
+pub fn quantize_linear(dense: Tensor, dtype: WeightDType) -> Result<Linear> {
+    let in_dim = dense.dim(1)?;
+    let format = match dtype {
+        WeightDType::Q4K if in_dim % GgmlDType::Q4K.block_size() == 0 => Some(GgmlDType::Q4K),
+        WeightDType::Q4K | WeightDType::Q8_0 if in_dim % GgmlDType::Q8_0.block_size() == 0 => {
+            Some(GgmlDType::Q8_0)
+        }
+        _ => None,
+    };
+    match format {
+        Some(format) => Linear::from_qtensor(Arc::new(QTensor::quantize(&dense, format)?)),
+        None => Linear::from_weight(dense.to_dtype(dtype.dense_dtype())?),
+    }
+}
