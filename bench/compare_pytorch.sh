@@ -70,6 +70,9 @@ torch_version=$("$py" -c 'import torch; print(torch.__version__)') \
 # --- our binary ----------------------------------------------------------------------------------
 cargo build --release -p nanochat-cli || die "cargo build failed; no comparison made"
 ours=./target/release/nanochat
+# RAYON_NUM_THREADS sets our thread count; binaries that have `bench engine --threads` get it too.
+ours_threads=()
+if "$ours" bench engine --help | grep -q -- '--threads'; then ours_threads=(--threads "$threads"); fi
 
 load=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo 0)
 if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
@@ -85,7 +88,7 @@ for dt in "${dtype_list[@]}"; do
   echo
   echo "== nanochat-rs: bench engine --depth $depth --dtype $dt ($threads threads) =="
   RAYON_NUM_THREADS=$threads "$ours" bench engine --depth "$depth" --dtype "$dt" \
-    --prompt "$prompt" --gen "$gen" --runs "$runs" | tee "$tmp/ours-$dt.txt" \
+    --prompt "$prompt" --gen "$gen" --runs "$runs" "${ours_threads[@]}" | tee "$tmp/ours-$dt.txt" \
     || die "nanochat bench engine --dtype $dt failed; no comparison made"
   o_prefill=$(sed -n 's/^prefill [0-9]* tokens: .*(\([0-9.]*\) tok\/s).*/\1/p' "$tmp/ours-$dt.txt")
   o_decode=$(sed -n 's/^decode: .*(\([0-9.]*\) tok\/s).*/\1/p' "$tmp/ours-$dt.txt")

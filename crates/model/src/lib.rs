@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod gpt;
 pub mod init;
+pub mod kernels;
 pub mod kv_cache;
 pub mod linear;
 pub mod rope;
