@@ -352,7 +352,7 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
         cfg.n_embd,
         cfg.vocab_size,
         rayon::current_num_threads(),
-        nanochat_model::linear::kernel_path()
+        nanochat_model::kernels::kernel_path()
     );
     // The engine needs a tokenizer only for the calculator, which random tokens never trigger.
     let tokenizer = nanochat_tokenizer::Tokenizer::with_nanochat_specials(

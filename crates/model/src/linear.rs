@@ -21,20 +21,7 @@ use candle_core::{CpuStorage, DType, Module, Storage, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{ModelError, Result};
-// TEMPORARY until crate::kernels lands.
-mod kernels {
-    use half::bf16;
-    pub fn matmul_bf16_nt(x: &[f32], w: &[bf16], y: &mut [f32], m: usize, k: usize, n: usize) -> Result<(), String> {
-        for i in 0..m { for j in 0..n { let mut acc = 0f32; for p in 0..k { acc += x[i*k+p] * w[j*k+p].to_f32(); } y[i*n+j] = acc; } }
-        Ok(())
-    }
-    pub fn matmul_f32_nt(x: &[f32], w: &[f32], y: &mut [f32], m: usize, k: usize, n: usize) -> Result<(), String> {
-        for i in 0..m { for j in 0..n { let mut acc = 0f32; for p in 0..k { acc += x[i*k+p] * w[j*k+p]; } y[i*n+j] = acc; } }
-        Ok(())
-    }
-    pub fn kernel_path() -> &'static str { "temporary" }
-}
-pub use kernels::kernel_path;
+use crate::kernels;
 
 /// Row counts up to this go through our kernels for f32 weights (decode and batched decode).
 const F32_KERNEL_MAX_ROWS: usize = 32;
