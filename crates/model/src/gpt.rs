@@ -39,9 +39,8 @@ pub fn rms_norm(x: &Tensor) -> Result<Tensor> {
 }
 
 pub struct Attention {
-    c_q: Linear,
-    c_k: Linear,
-    c_v: Linear,
+    /// c_q, c_k and c_v stacked: (n_head·hd + 2·n_kv_head·hd, n_embd); one matmul for all three.
+    c_qkv: Linear,
     c_proj: Linear,
     n_head: usize,
     n_kv_head: usize,
@@ -53,15 +52,38 @@ impl Attention {
     pub fn new(cfg: &Config, layer: usize, w: &Weights) -> Result<Self> {
         let hd = cfg.head_dim();
         Ok(Self {
-            c_q: w.pp("c_q").linear(cfg.n_embd, cfg.n_head * hd)?,
-            c_k: w.pp("c_k").linear(cfg.n_embd, cfg.n_kv_head * hd)?,
-            c_v: w.pp("c_v").linear(cfg.n_embd, cfg.n_kv_head * hd)?,
+            c_qkv: Linear::stack(&[
+                w.pp("c_q").linear(cfg.n_embd, cfg.n_head * hd)?,
+                w.pp("c_k").linear(cfg.n_embd, cfg.n_kv_head * hd)?,
+                w.pp("c_v").linear(cfg.n_embd, cfg.n_kv_head * hd)?,
+            ])?,
             c_proj: w.pp("c_proj").linear(cfg.n_embd, cfg.n_embd)?,
             n_head: cfg.n_head,
             n_kv_head: cfg.n_kv_head,
             head_dim: hd,
             layer,
         })
+    }
+
+    /// The q, k and v projections of x (…, C): (…, n_head·hd), (…, n_kv_head·hd) twice.
+    fn qkv(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+        let (q_width, kv_width) = (self.n_head * self.head_dim, self.n_kv_head * self.head_dim);
+        let qkv = self.c_qkv.forward(x)?;
+        Ok((
+            qkv.narrow(D::Minus1, 0, q_width)?,
+            qkv.narrow(D::Minus1, q_width, kv_width)?,
+            qkv.narrow(D::Minus1, q_width + kv_width, kv_width)?,
+        ))
+    }
+
+    /// The separate c_q, c_k and c_v layers (views of the stacked one when dense).
+    fn split_qkv(&self) -> Result<[Linear; 3]> {
+        let (q_width, kv_width) = (self.n_head * self.head_dim, self.n_kv_head * self.head_dim);
+        Ok([
+            self.c_qkv.rows(0, q_width)?,
+            self.c_qkv.rows(q_width, kv_width)?,
+            self.c_qkv.rows(q_width + kv_width, kv_width)?,
+        ])
     }
 
     /// x (B, T, C) normalized → (B, T, C). `offset` = positions already in `cache` (0 without).
@@ -75,9 +97,7 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, c) = x.dims3()?;
         let (hd, nh, nkv) = (self.head_dim, self.n_head, self.n_kv_head);
-        let q = self.c_q.forward(x)?;
-        let k = self.c_k.forward(x)?;
-        let v = self.c_v.forward(x)?;
+        let (q, k, v) = self.qkv(x)?;
         let name = |what: &str| format!("block{}_{what}", self.layer);
         trace(&name("q_lin"), &q);
         trace(&name("k_lin"), &k);
@@ -153,9 +173,10 @@ impl Attention {
         let positions: Vec<usize> = caches.iter().map(|cache| cache.pos()).collect();
         // (S, 1, heads·hd) → (S, heads, 1, hd)
         let heads = |x: Tensor, n: usize| -> Result<Tensor> { Ok(x.reshape((s, n, 1, hd))?) };
-        let q = rms_norm(&rotary.apply_at(&heads(self.c_q.forward(x)?, nh)?, &positions)?)?;
-        let k = rms_norm(&rotary.apply_at(&heads(self.c_k.forward(x)?, nkv)?, &positions)?)?;
-        let v = heads(self.c_v.forward(x)?, nkv)?;
+        let (q, k, v) = self.qkv(x)?;
+        let q = rms_norm(&rotary.apply_at(&heads(q.contiguous()?, nh)?, &positions)?)?;
+        let k = rms_norm(&rotary.apply_at(&heads(k.contiguous()?, nkv)?, &positions)?)?;
+        let v = heads(v.contiguous()?, nkv)?;
         let group = nh / nkv;
         let scale = 1.0 / (hd as f64).sqrt();
         let mut rows = Vec::with_capacity(s);
@@ -223,7 +244,7 @@ impl Block {
 
     fn weight_bytes(&self) -> usize {
         let (a, m) = (&self.attn, &self.mlp);
-        [&a.c_q, &a.c_k, &a.c_v, &a.c_proj, &m.c_fc, &m.c_proj]
+        [&a.c_qkv, &a.c_proj, &m.c_fc, &m.c_proj]
             .iter()
             .map(|l| l.weight_bytes())
             .sum()
@@ -321,46 +342,49 @@ impl Gpt {
         self.wte.device()
     }
 
-    fn linears(&self) -> Vec<(String, &Linear)> {
+    /// Every linear layer under its state-dict name, q, k and v split apart again.
+    fn linears(&self) -> Result<Vec<(String, Linear)>> {
         let mut out = Vec::new();
         for (i, block) in self.blocks.iter().enumerate() {
+            let [q, k, v] = block.attn.split_qkv()?;
             for (part, linear) in [
-                ("attn.c_q", &block.attn.c_q),
-                ("attn.c_k", &block.attn.c_k),
-                ("attn.c_v", &block.attn.c_v),
-                ("attn.c_proj", &block.attn.c_proj),
-                ("mlp.c_fc", &block.mlp.c_fc),
-                ("mlp.c_proj", &block.mlp.c_proj),
+                ("attn.c_q", q),
+                ("attn.c_k", k),
+                ("attn.c_v", v),
+                ("attn.c_proj", block.attn.c_proj.clone()),
+                ("mlp.c_fc", block.mlp.c_fc.clone()),
+                ("mlp.c_proj", block.mlp.c_proj.clone()),
             ] {
                 out.push((format!("transformer.h.{i}.{part}.weight"), linear));
             }
         }
         if !self.cfg.tie_embeddings {
-            out.push(("lm_head.weight".to_string(), &self.lm_head));
+            out.push(("lm_head.weight".to_string(), self.lm_head.clone()));
         }
-        out
+        Ok(out)
     }
 
     /// Every dense weight under its nanochat state-dict name, in nanochat's order (wte, per
     /// layer c_q, c_k, c_v, attn c_proj, c_fc, mlp c_proj, then lm_head). Tied embeddings give
     /// one tensor, `transformer.wte.weight`, and no `lm_head.weight`. Tensors are shared, not
     /// copied. Quantised layers are in [`Self::quantized_weights`] instead.
-    pub fn named_weights(&self) -> Vec<(String, Tensor)> {
+    pub fn named_weights(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = vec![("transformer.wte.weight".to_string(), self.wte.clone())];
-        for (name, linear) in self.linears() {
+        for (name, linear) in self.linears()? {
             if let Some(weight) = linear.weight() {
                 out.push((name, weight.clone()));
             }
         }
-        out
+        Ok(out)
     }
 
     /// The quantised linear weights by state-dict name (none in an f32 or bf16 model).
-    pub fn quantized_weights(&self) -> Vec<(String, Arc<QTensor>)> {
-        self.linears()
+    pub fn quantized_weights(&self) -> Result<Vec<(String, Arc<QTensor>)>> {
+        Ok(self
+            .linears()?
             .into_iter()
             .filter_map(|(name, linear)| linear.qtensor().map(|q| (name, q.clone())))
-            .collect()
+            .collect())
     }
 
     /// The format the linear layers were asked for (some may have fallen back to a finer one).

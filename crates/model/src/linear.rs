@@ -16,8 +16,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
-use candle_core::{CpuStorage, DType, Module, Storage, Tensor};
+use std::borrow::Cow;
+
+use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
+use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{ModelError, Result};
@@ -134,6 +136,71 @@ impl Linear {
             in_dim,
             out_dim,
         })
+    }
+
+    /// One layer computing `parts` side by side: their weights stacked along the output rows
+    /// (all parts must share the input width and, when quantised, the format). One call reads
+    /// them all, which costs less than three small calls (q, k and v).
+    pub fn stack(parts: &[Linear]) -> Result<Linear> {
+        let first = parts
+            .first()
+            .ok_or_else(|| ModelError::BadInput("Linear::stack needs at least one part".into()))?;
+        let in_dim = first.in_dim;
+        if parts.iter().any(|p| p.in_dim != in_dim) {
+            return Err(ModelError::BadInput(
+                "Linear::stack: the parts have different input widths".into(),
+            ));
+        }
+        let dense: Option<Vec<&Tensor>> = parts.iter().map(|p| p.weight()).collect();
+        if let Some(weights) = dense {
+            let dtype = weights[0].dtype();
+            let weights: Vec<Tensor> = weights
+                .into_iter()
+                .map(|w| w.to_dtype(dtype))
+                .collect::<candle_core::Result<_>>()?;
+            return Linear::from_weight(Tensor::cat(&weights, 0)?);
+        }
+        let quantized: Option<Vec<&Arc<QTensor>>> = parts.iter().map(|p| p.qtensor()).collect();
+        match quantized {
+            Some(qs) if qs.iter().all(|q| q.dtype() == qs[0].dtype()) => {
+                // Rows are whole blocks (the input width is a multiple of the block size), so
+                // stacking rows is concatenating their bytes.
+                let mut bytes = Vec::new();
+                for q in &qs {
+                    bytes.extend_from_slice(&q.data()?);
+                }
+                let out: usize = parts.iter().map(|p| p.out_dim).sum();
+                let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, qs[0].dtype())?;
+                Linear::from_qtensor(Arc::new(QTensor::new(storage, (out, in_dim))?))
+            }
+            // Mixed formats: keep them apart (never happens for q, k, v of one model).
+            _ => Err(ModelError::BadInput(
+                "Linear::stack: the parts are held in different formats".into(),
+            )),
+        }
+    }
+
+    /// The layer of output rows `start..start + len` (a view for dense weights, a copy of the
+    /// blocks for quantised ones).
+    pub fn rows(&self, start: usize, len: usize) -> Result<Linear> {
+        if start + len > self.out_dim {
+            return Err(ModelError::BadInput(format!(
+                "rows {start}..{} of a layer with {} outputs",
+                start + len,
+                self.out_dim
+            )));
+        }
+        match &self.weight {
+            LinearWeight::Dense(w) => Linear::from_weight(w.narrow(0, start, len)?),
+            LinearWeight::Quantized { qtensor, .. } => {
+                let format = qtensor.dtype();
+                let row_bytes = self.in_dim / format.block_size() * format.type_size();
+                let data = qtensor.data()?;
+                let bytes = data[start * row_bytes..(start + len) * row_bytes].to_vec();
+                let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, format)?;
+                Linear::from_qtensor(Arc::new(QTensor::new(storage, (len, self.in_dim))?))
+            }
+        }
     }
 
     /// The dense weight (out, in); `None` for a quantised layer.

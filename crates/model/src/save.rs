@@ -194,8 +194,8 @@ pub fn save_model(
         dir,
         step,
         model.config(),
-        &model.named_weights(),
-        &model.quantized_weights(),
+        &model.named_weights()?,
+        &model.quantized_weights()?,
         meta,
         opts,
     )
@@ -304,7 +304,7 @@ pub fn convert(from: &Path, to: &Path, opts: &ConvertOptions) -> Result<Converte
     let (tensors, quantized) = match opts.dtype {
         Some(dtype @ (WeightDType::Q8_0 | WeightDType::Q4K)) => {
             let model = load_checkpoint(&source, dtype, &Device::Cpu)?.model;
-            (model.named_weights(), model.quantized_weights())
+            (model.named_weights()?, model.quantized_weights()?)
         }
         dense => {
             let as_dtype = dense.map(WeightDType::dense_dtype);

@@ -535,7 +535,7 @@ fn the_weights_of_a_random_model_are_random_weights() {
     let opts = InitOptions::benchmark();
     let weights = random_weights(&cfg, 9, DType::F32, &opts).unwrap();
     let model = random_model(&cfg, 9, DType::F32, &Device::Cpu, &opts).unwrap();
-    let named = model.named_weights();
+    let named = model.named_weights().unwrap();
     assert_eq!(named.len(), weights.len());
     for (name, t) in named {
         let a: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
@@ -624,6 +624,7 @@ fn good_weights(cfg: &Config) -> Vec<(String, Tensor)> {
     random_model(cfg, 1, DType::F32, &Device::Cpu, &InitOptions::nonzero())
         .unwrap()
         .named_weights()
+        .unwrap()
 }
 
 fn meta_of(cfg: &Config) -> serde_json::Value {
