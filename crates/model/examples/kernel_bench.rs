@@ -6,6 +6,7 @@
 //! ≥ 300 MB. Prints the median ms per call, GB/s, and the time relative to m = 1.
 //!
 //! Run: `RAYON_NUM_THREADS=2 cargo run --release -p nanochat-model --example kernel_bench`
+//! (add `-- ours` to skip candle, `-- hot` to reuse one weight copy, i.e. measure from L3).
 
 use std::time::Instant;
 
@@ -17,9 +18,10 @@ const K: usize = 1280;
 const N: usize = 5120;
 const MS: [usize; 4] = [1, 4, 8, 16];
 const TOTAL_BYTES: usize = 300 << 20;
-const ROUNDS: usize = 5;
+const ROUNDS: usize = 8;
 
-/// Deterministic values in [-1, 1).
+/// Deterministic pseudo-random values in [-1, 1). Random, not a repeating pattern: on this VM
+/// pattern-filled weights measured up to a third faster (the host presumably dedups pages).
 fn values(len: usize, seed: u64) -> Vec<f32> {
     let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
@@ -32,20 +34,29 @@ fn values(len: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-/// Median seconds per call of `call(copy)`, cycling through `copies` weight copies: one warm-up
-/// pass, then `ROUNDS` timed passes.
-fn median_secs(copies: usize, mut call: impl FnMut(usize)) -> f64 {
-    (0..copies).for_each(&mut call);
-    let mut times = Vec::with_capacity(ROUNDS * copies);
-    for _ in 0..ROUNDS {
-        for c in 0..copies {
-            let t = Instant::now();
-            call(c);
-            times.push(t.elapsed().as_secs_f64());
+/// Median seconds per call of `call(j, copy)` for each `MS[j]`, cycling through `copies` weight
+/// copies: one warm-up pass, then `ROUNDS` rounds, each timing every m over every copy (so the
+/// machine's drift hits all m alike and the ratios to m = 1 hold up).
+fn median_secs(copies: usize, mut call: impl FnMut(usize, usize)) -> Vec<f64> {
+    let mut times = vec![Vec::with_capacity(ROUNDS * copies); MS.len()];
+    for round in 0..=ROUNDS {
+        for (j, t) in times.iter_mut().enumerate() {
+            for c in 0..copies {
+                let start = Instant::now();
+                call(j, c);
+                if round > 0 {
+                    t.push(start.elapsed().as_secs_f64());
+                }
+            }
         }
     }
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        })
+        .collect()
 }
 
 fn report(label: &str, bytes_per_copy: usize, secs: &[f64]) {
@@ -59,14 +70,23 @@ fn report(label: &str, bytes_per_copy: usize, secs: &[f64]) {
     }
 }
 
+/// `kernels::matmul_bf16_nt` or `kernels::matmul_f32_nt`.
+type Kernel<W> =
+    fn(&[f32], &[W], &mut [f32], usize, usize, usize) -> Result<(), kernels::KernelError>;
+
 /// Our kernel and candle's matmul for one weight dtype.
 fn bench<W: Copy + Send + Sync + candle_core::WithDType>(
+    opts: &Opts,
     name: &str,
     from_f32: fn(f32) -> W,
-    kernel: fn(&[f32], &[W], &mut [f32], usize, usize, usize) -> Result<(), kernels::KernelError>,
+    kernel: Kernel<W>,
 ) -> candle_core::Result<()> {
     let bytes = N * K * std::mem::size_of::<W>();
-    let copies = TOTAL_BYTES.div_ceil(bytes) + 1;
+    let copies = if opts.hot {
+        1
+    } else {
+        TOTAL_BYTES.div_ceil(bytes) + 1
+    };
     let ws: Vec<Vec<W>> = (0..copies)
         .map(|c| {
             values(N * K, c as u64 + 1)
@@ -77,14 +97,14 @@ fn bench<W: Copy + Send + Sync + candle_core::WithDType>(
         .collect();
     let xs: Vec<Vec<f32>> = MS.iter().map(|&m| values(m * K, 1000 + m as u64)).collect();
 
-    let mut ours = Vec::new();
-    for (&m, x) in MS.iter().zip(&xs) {
-        let mut y = vec![0f32; m * N];
-        ours.push(median_secs(copies, |c| {
-            kernel(x, &ws[c], &mut y, m, K, N).unwrap()
-        }));
-    }
+    let mut ys: Vec<Vec<f32>> = MS.iter().map(|&m| vec![0f32; m * N]).collect();
+    let ours = median_secs(copies, |j, c| {
+        kernel(&xs[j], &ws[c], &mut ys[j], MS[j], K, N).unwrap()
+    });
     report(&format!("ours {name}"), bytes, &ours);
+    if opts.ours_only {
+        return Ok(());
+    }
 
     // candle: same weights as (N, K) tensors, x in the weight dtype (candle needs matching dtypes).
     let dev = Device::Cpu;
@@ -93,30 +113,42 @@ fn bench<W: Copy + Send + Sync + candle_core::WithDType>(
         .map(|w| Tensor::from_slice(w, (N, K), &dev))
         .collect::<candle_core::Result<_>>()?;
     drop(ws);
-    let mut theirs = Vec::new();
-    for (&m, x) in MS.iter().zip(&xs) {
-        let x = Tensor::from_slice(x, (m, K), &dev)?.to_dtype(W::DTYPE)?;
-        theirs.push(median_secs(copies, |c| {
-            let y = x.matmul(&wt[c].t().unwrap()).unwrap();
-            assert_eq!(y.dims(), &[m, N]);
-        }));
-    }
+    let xt: Vec<Tensor> = MS
+        .iter()
+        .zip(&xs)
+        .map(|(&m, x)| Tensor::from_slice(x, (m, K), &dev)?.to_dtype(W::DTYPE))
+        .collect::<candle_core::Result<_>>()?;
+    let theirs = median_secs(copies, |j, c| {
+        let y = xt[j].matmul(&wt[c].t().unwrap()).unwrap();
+        assert_eq!(y.dims(), &[MS[j], N]);
+    });
     report(&format!("candle {name}"), bytes, &theirs);
     Ok(())
 }
 
+struct Opts {
+    ours_only: bool,
+    hot: bool,
+}
+
 fn main() -> candle_core::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = Opts {
+        ours_only: args.iter().any(|a| a == "ours"),
+        hot: args.iter().any(|a| a == "hot"),
+    };
     println!(
-        "kernel path {}, {} rayon threads, w ({N}, {K}), weights cycled over ≥ {} MB",
+        "kernel path {}, {} rayon threads, w ({N}, {K}), weights cycled over ≥ {} MB{}",
         kernels::kernel_path(),
         rayon::current_num_threads(),
-        TOTAL_BYTES >> 20
+        TOTAL_BYTES >> 20,
+        if opts.hot { " (hot: one copy)" } else { "" }
     );
     println!(
         "{:<22} {:>3} {:>9} {:>8} {:>10}",
         "impl", "m", "ms", "GB/s", "vs m=1"
     );
-    bench::<bf16>("bf16", bf16::from_f32, kernels::matmul_bf16_nt)?;
-    bench::<f32>("f32", |v| v, kernels::matmul_f32_nt)?;
+    bench::<bf16>(&opts, "bf16", bf16::from_f32, kernels::matmul_bf16_nt)?;
+    bench::<f32>(&opts, "f32", |v| v, kernels::matmul_f32_nt)?;
     Ok(())
 }

@@ -10,7 +10,8 @@
 //! by f32 rounding of the accumulation.
 //!
 //! Dispatch is at run time (no `target-cpu` flags): AVX-512 (F+BW+VL) if present, else AVX2+FMA,
-//! else a portable loop that the compiler auto-vectorises (also the path on non-x86 targets).
+//! else a portable loop that the compiler auto-vectorises (also the path on non-x86 targets);
+//! `NANOCHAT_KERNEL=avx2` (or `portable`) forces a slower path, for comparisons.
 //! The weight rows are split into blocks run on rayon's global pool (its size is the caller's
 //! choice), each thread writing disjoint columns of `y`.
 
@@ -99,13 +100,17 @@ impl Path {
     }
 }
 
-/// The fastest path this CPU supports (detected once).
+/// The path to run (decided once): `NANOCHAT_KERNEL=avx512|avx2|portable` if set and supported
+/// (for benchmarking and debugging), else the fastest one this CPU supports.
 fn detect() -> Path {
     static PATH: OnceLock<Path> = OnceLock::new();
     *PATH.get_or_init(|| {
-        [Path::Avx512, Path::Avx2]
-            .into_iter()
-            .find(|p| p.supported())
+        let all = [Path::Avx512, Path::Avx2, Path::Portable];
+        let forced = std::env::var("NANOCHAT_KERNEL").ok();
+        forced
+            .and_then(|name| all.into_iter().find(|p| p.name() == name.trim()))
+            .filter(|p| p.supported())
+            .or_else(|| all.into_iter().find(|p| p.supported()))
             .unwrap_or(Path::Portable)
     })
 }
