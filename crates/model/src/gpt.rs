@@ -21,6 +21,7 @@ use candle_nn::VarBuilder;
 
 use crate::config::{Activation, Config};
 use crate::error::{ModelError, Result};
+use crate::decode_attention::{attend, HeadShape, Row};
 use crate::kv_cache::KvCache;
 use crate::linear::{quantize_linear, Linear, WeightDType, Weights};
 use crate::rope::Rotary;
@@ -160,7 +161,8 @@ impl Attention {
     }
     /// Continuous batching: one new position for each of S sequences, each at its own position
     /// with its own batch-1 cache. x (S, 1, C) normalized → (S, 1, C). The projections run
-    /// batched; attention runs per sequence over that sequence's cache (lengths differ).
+    /// batched; attention runs per sequence over that sequence's cache (lengths differ), straight
+    /// on the cache's storage ([`crate::decode_attention`]).
     /// Every cache must have room for one more position (`Gpt::forward_decode` reserves it).
     pub fn forward_decode(
         &self,
@@ -177,23 +179,30 @@ impl Attention {
         let q = rms_norm(&rotary.apply_at(&heads(q.contiguous()?, nh)?, &positions)?)?;
         let k = rms_norm(&rotary.apply_at(&heads(k.contiguous()?, nkv)?, &positions)?)?;
         let v = heads(v.contiguous()?, nkv)?;
-        let group = nh / nkv;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let mut rows = Vec::with_capacity(s);
         for (row, cache) in caches.iter_mut().enumerate() {
-            let (k_all, v_all) =
-                cache.append(self.layer, &k.narrow(0, row, 1)?, &v.narrow(0, row, 1)?)?;
-            // The group's query heads stacked along time, as in `forward`: (1, n_kv, group, hd).
-            let q = q.narrow(0, row, 1)?.reshape((1, nkv, group, hd))?;
-            let scores = (q.matmul(&k_all.to_dtype(DType::F32)?.transpose(2, 3)?)? * scale)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?; // (1, n_kv, group, L)
-            rows.push(
-                probs
-                    .matmul(&v_all.to_dtype(DType::F32)?)?
-                    .reshape((1, 1, c))?,
-            );
+            cache.append(self.layer, &k.narrow(0, row, 1)?, &v.narrow(0, row, 1)?)?;
         }
-        self.c_proj.forward(&Tensor::cat(&rows, 0)?)
+        let q: Vec<f32> = q.flatten_all()?.to_vec1()?; // S rows of n_head·hd
+        let rows: Vec<Row> = caches
+            .iter()
+            .enumerate()
+            .map(|(r, cache)| {
+                let (keys, values) = cache.layer(self.layer);
+                Row {
+                    q: &q[r * nh * hd..(r + 1) * nh * hd],
+                    keys,
+                    values,
+                    len: cache.pos() + 1,
+                }
+            })
+            .collect();
+        let shape = HeadShape {
+            n_head: nh,
+            n_kv_head: nkv,
+            head_dim: hd,
+        };
+        let y = attend(&rows, shape)?;
+        self.c_proj.forward(&Tensor::from_vec(y, (s, 1, c), x.device())?)
     }
 }
 

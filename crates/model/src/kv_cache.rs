@@ -115,6 +115,12 @@ impl KvCache {
         ))
     }
 
+    /// The whole storage of `layer` (keys, values), each (batch, n_kv_head, capacity, head_dim):
+    /// positions `0..pos` are filled, plus whatever this forward appended.
+    pub(crate) fn layer(&self, layer: usize) -> (&Tensor, &Tensor) {
+        (&self.keys[layer], &self.values[layer])
+    }
+
     /// Called once per forward, after the last layer appended `t` positions.
     pub(crate) fn advance(&mut self, t: usize) {
         self.pos += t;

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod decode_attention;
 pub mod error;
 pub mod gpt;
 pub mod init;
