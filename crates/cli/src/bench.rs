@@ -318,8 +318,8 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
     use candle_core::Device;
     use nanochat_engine::{Engine, GenerateOptions};
     use nanochat_model::init::{random_model_as, InitOptions};
-    use nanochat_model::WeightDType;
     use nanochat_model::Config;
+    use nanochat_model::WeightDType;
 
     let dtype = WeightDType::parse(&args.dtype).map_err(anyhow::Error::msg)?;
     let started = Instant::now();

@@ -5,9 +5,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use nanochat_model::WeightDType;
 use clap::Args;
 use nanochat_model::save::{convert, ConvertOptions};
+use nanochat_model::WeightDType;
 
 #[derive(Args, Clone, Debug)]
 pub struct ConvertArgs {

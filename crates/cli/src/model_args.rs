@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use candle_core::Device;
-use nanochat_model::WeightDType;
 use clap::Args;
 use nanochat_model::checkpoint::{
     checkpoint_at_path, find_checkpoint, load_checkpoint, CheckpointFiles, LoadedModel, Source,
 };
+use nanochat_model::WeightDType;
 use nanochat_tokenizer::paths::{default_tokenizer_dir, nanochat_base_dir};
 use nanochat_tokenizer::Tokenizer;
 

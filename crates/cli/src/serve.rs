@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use nanochat_model::WeightDType;
 use clap::Args;
 use nanochat_model::checkpoint::checkpoint_at_path;
+use nanochat_model::WeightDType;
 use nanochat_server::faults::{FailureType, FaultInjector};
 use nanochat_server::model_backend::CheckpointSpec;
 use nanochat_server::registry::discover_checkpoints;
@@ -17,7 +17,6 @@ use nanochat_server::simulator::SimulatorSettings;
 use nanochat_server::validate::RequestLimits;
 use nanochat_server::{CheckpointModel, ServeConfig};
 use nanochat_tokenizer::paths::nanochat_base_dir;
-
 
 #[derive(Args)]
 #[command(after_help = "Examples:\n  \

@@ -158,11 +158,6 @@ impl Sequence {
         self.completed = true;
     }
 
-    /// Bytes of KV memory this sequence holds.
-    pub fn cache_bytes(&self) -> usize {
-        self.cache.bytes()
-    }
-
     /// Whether `token` completes a sequence.
     pub fn is_terminal(&self, token: u32) -> bool {
         let t = self.specials;

@@ -305,7 +305,10 @@ pub fn read_torch_state_dict(path: &Path) -> Result<Vec<(String, Tensor)>> {
 
 /// [`read_torch_state_dict`], each tensor converted to `dtype` as soon as it is read (so a
 /// whole model is never held twice).
-pub fn read_torch_state_dict_as(path: &Path, dtype: Option<DType>) -> Result<Vec<(String, Tensor)>> {
+pub fn read_torch_state_dict_as(
+    path: &Path,
+    dtype: Option<DType>,
+) -> Result<Vec<(String, Tensor)>> {
     // TorchError names the file itself; keep only what went wrong.
     let bad = |e: nanochat_pt::TorchError| ModelError::checkpoint(path, e.kind.to_string());
     let mut file = nanochat_pt::TorchFile::open(path).map_err(bad)?;

@@ -47,7 +47,8 @@ pub fn attend(rows: &[Row], shape: HeadShape) -> Result<Vec<f32>> {
         let (k, k_layout) = row.keys.storage_and_layout();
         let (v, v_layout) = row.values.storage_and_layout();
         let capacity = row.keys.dim(2)?;
-        if row.q.len() != n_head * hd || row.len > capacity || row.keys.dims() != row.values.dims() {
+        if row.q.len() != n_head * hd || row.len > capacity || row.keys.dims() != row.values.dims()
+        {
             return Err(ModelError::BadInput(format!(
                 "decode attention: q of {} values, {} positions, cache {:?}",
                 row.q.len(),
@@ -55,7 +56,13 @@ pub fn attend(rows: &[Row], shape: HeadShape) -> Result<Vec<f32>> {
                 row.keys.dims()
             )));
         }
-        guards.push((k, k_layout.start_offset(), v, v_layout.start_offset(), capacity));
+        guards.push((
+            k,
+            k_layout.start_offset(),
+            v,
+            v_layout.start_offset(),
+            capacity,
+        ));
     }
     let slices: Vec<(&[f32], &[f32], usize)> = guards
         .iter()
@@ -68,9 +75,9 @@ pub fn attend(rows: &[Row], shape: HeadShape) -> Result<Vec<f32>> {
             )),
         })
         .collect::<Result<_>>()?;
-    out.par_chunks_mut(hd)
-        .enumerate()
-        .for_each_init(Vec::new, |scores: &mut Vec<f32>, (index, y)| {
+    out.par_chunks_mut(hd).enumerate().for_each_init(
+        Vec::new,
+        |scores: &mut Vec<f32>, (index, y)| {
             let (r, h) = (index / n_head, index % n_head);
             let (keys, values, capacity) = slices[r];
             let len = rows[r].len;
@@ -95,6 +102,7 @@ pub fn attend(rows: &[Row], shape: HeadShape) -> Result<Vec<f32>> {
                     *o += p * v;
                 }
             }
-        });
+        },
+    );
     Ok(out)
 }

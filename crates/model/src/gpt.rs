@@ -20,8 +20,8 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 
 use crate::config::{Activation, Config};
-use crate::error::{ModelError, Result};
 use crate::decode_attention::{attend, HeadShape, Row};
+use crate::error::{ModelError, Result};
 use crate::kv_cache::KvCache;
 use crate::linear::{quantize_linear, Linear, WeightDType, Weights};
 use crate::rope::Rotary;
@@ -202,7 +202,8 @@ impl Attention {
             head_dim: hd,
         };
         let y = attend(&rows, shape)?;
-        self.c_proj.forward(&Tensor::from_vec(y, (s, 1, c), x.device())?)
+        self.c_proj
+            .forward(&Tensor::from_vec(y, (s, 1, c), x.device())?)
     }
 }
 
@@ -317,11 +318,10 @@ impl Gpt {
     /// Builds the model with its linear layers in `w.linear`'s format (see [`Weights`]).
     pub fn load(cfg: &Config, w: &Weights) -> Result<Self> {
         cfg.validate()?;
-        let source_wte = w
-            .vb
-            .pp("transformer")
-            .pp("wte")
-            .get((cfg.vocab_size, cfg.n_embd), "weight")?;
+        let source_wte =
+            w.vb.pp("transformer")
+                .pp("wte")
+                .get((cfg.vocab_size, cfg.n_embd), "weight")?;
         let blocks = (0..cfg.n_layer)
             .map(|i| Block::new(cfg, i, &w.pp("transformer").pp("h").pp(i)))
             .collect::<Result<Vec<_>>>()?;
@@ -332,7 +332,12 @@ impl Gpt {
         };
         // The embedding is a lookup: f32 in an f32 model, bf16 otherwise.
         let wte = source_wte.to_dtype(w.linear.dense_dtype())?;
-        let rotary = Rotary::new(cfg.rotary_len(), cfg.head_dim(), cfg.rope_base, w.vb.device())?;
+        let rotary = Rotary::new(
+            cfg.rotary_len(),
+            cfg.head_dim(),
+            cfg.rope_base,
+            w.vb.device(),
+        )?;
         Ok(Self {
             wte,
             blocks,

@@ -347,7 +347,12 @@ mod tests {
         assert!(!w.contains_key("lm_head.weight"));
         let model =
             random_model(&cfg, 1, DType::F32, &Device::Cpu, &InitOptions::nanochat()).unwrap();
-        let names: Vec<String> = model.named_weights().unwrap().into_iter().map(|(n, _)| n).collect();
+        let names: Vec<String> = model
+            .named_weights()
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(names, expected_tensor_names(&cfg));
     }
 }

@@ -144,14 +144,4 @@ impl KvCache {
             device: self.device.clone(),
         })
     }
-
-    /// Bytes held by the keys and values.
-    pub fn bytes(&self) -> usize {
-        2 * self.n_layer()
-            * self.batch
-            * self.n_kv_head
-            * self.capacity
-            * self.head_dim
-            * self.dtype.size_in_bytes()
-    }
 }

@@ -38,8 +38,6 @@ pub enum WeightDType {
 }
 
 impl WeightDType {
-    pub const ALL: [WeightDType; 4] = [Self::F32, Self::Bf16, Self::Q8_0, Self::Q4K];
-
     pub fn name(self) -> &'static str {
         match self {
             Self::F32 => "f32",
@@ -73,9 +71,9 @@ impl WeightDType {
             "bf16" | "bfloat16" => Ok(Self::Bf16),
             "q8_0" | "q8" => Ok(Self::Q8_0),
             "q4k" | "q4_k" => Ok(Self::Q4K),
-            "f16" | "float16" | "fp16" => Err(
-                "f16 is not supported: nanochat's activations overflow it (use bf16)".into(),
-            ),
+            "f16" | "float16" | "fp16" => {
+                Err("f16 is not supported: nanochat's activations overflow it (use bf16)".into())
+            }
             other => Err(format!(
                 "unknown weight dtype {other:?} (expected f32, bf16, q8_0 or q4k)"
             )),
@@ -109,7 +107,10 @@ enum LinearWeight {
     /// (out_features, in_features), f32 or bf16.
     Dense(Tensor),
     /// (out_features, in_features) in ggml blocks; the QTensor is kept to save it.
-    Quantized { qtensor: Arc<QTensor>, matmul: QMatMul },
+    Quantized {
+        qtensor: Arc<QTensor>,
+        matmul: QMatMul,
+    },
 }
 
 impl Linear {
@@ -242,7 +243,10 @@ impl Linear {
             LinearWeight::Dense(w) => match w.dtype() {
                 DType::BF16 => self.kernel(&x2, w)?,
                 DType::F32 if rows <= F32_KERNEL_MAX_ROWS => self.kernel(&x2, w)?,
-                _ => x2.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(DType::F32)?,
+                _ => x2
+                    .to_dtype(w.dtype())?
+                    .matmul(&w.t()?)?
+                    .to_dtype(DType::F32)?,
             },
             LinearWeight::Quantized { matmul, .. } => matmul.forward(&x2)?,
         };
@@ -275,7 +279,10 @@ impl Linear {
             }
             _ => {
                 drop((x_storage, w_storage));
-                return Ok(x.to_dtype(w.dtype())?.matmul(&w.t()?)?.to_dtype(DType::F32)?);
+                return Ok(x
+                    .to_dtype(w.dtype())?
+                    .matmul(&w.t()?)?
+                    .to_dtype(DType::F32)?);
             }
         };
         outcome.map_err(|e| ModelError::BadInput(format!("linear: {e}")))?;

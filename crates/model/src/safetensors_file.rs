@@ -77,7 +77,10 @@ fn dtype_of(path: &Path, name: &str, text: &str) -> Result<DType> {
 }
 
 /// Reads every tensor of `path`; each dense tensor goes through `convert` as soon as it is read.
-pub fn read(path: &Path, convert: &mut dyn FnMut(Tensor) -> Result<Tensor>) -> Result<StoredTensors> {
+pub fn read(
+    path: &Path,
+    convert: &mut dyn FnMut(Tensor) -> Result<Tensor>,
+) -> Result<StoredTensors> {
     let io = |e: std::io::Error| ModelError::Io {
         path: path.into(),
         source: e,
@@ -96,8 +99,8 @@ pub fn read(path: &Path, convert: &mut dyn FnMut(Tensor) -> Result<Tensor>) -> R
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(io)?;
-    let mut entries: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|e| bad(format!("bad safetensors header: {e}")))?;
+    let mut entries: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("bad safetensors header: {e}")))?;
     let quantized_index: HashMap<String, QuantizedEntry> = match entries.remove("__metadata__") {
         Some(serde_json::Value::Object(meta)) => match meta.get(QUANTIZED_KEY) {
             Some(serde_json::Value::String(text)) => serde_json::from_str(text)
@@ -122,7 +125,15 @@ pub fn read(path: &Path, convert: &mut dyn FnMut(Tensor) -> Result<Tensor>) -> R
     let read: Vec<(String, Loaded)> = entries
         .into_par_iter()
         .map(|(name, entry)| {
-            let loaded = read_entry(path, file, data_start, file_len, &name, &entry, &quantized_index)?;
+            let loaded = read_entry(
+                path,
+                file,
+                data_start,
+                file_len,
+                &name,
+                &entry,
+                &quantized_index,
+            )?;
             Ok((name, loaded))
         })
         .collect::<Result<_>>()?;
@@ -166,7 +177,10 @@ fn read_entry(
     let dtype = dtype_of(path, name, &entry.dtype)?;
     if let Some(q) = quantized_index.get(name) {
         let format = ggml_format(&q.format).ok_or_else(|| {
-            bad(format!("tensor {name:?} has unknown quantised format {:?}", q.format))
+            bad(format!(
+                "tensor {name:?} has unknown quantised format {:?}",
+                q.format
+            ))
         })?;
         let elements: usize = q.shape.iter().product();
         let expected = elements / format.block_size() * format.type_size();
@@ -188,7 +202,9 @@ fn read_entry(
             entry.shape, entry.dtype
         )));
     }
-    Ok(Loaded::Dense(read_dense(file, offset, dtype, &entry.shape).map_err(io)?))
+    Ok(Loaded::Dense(
+        read_dense(file, offset, dtype, &entry.shape).map_err(io)?,
+    ))
 }
 
 /// Reads one little-endian tensor straight into the buffer the tensor will own: one pass over

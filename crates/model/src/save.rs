@@ -21,7 +21,8 @@ use candle_core::quantized::QTensor;
 use candle_core::{DType, Device, Tensor};
 
 use crate::checkpoint::{
-    checkpoint_at_path, load_checkpoint, read_meta, read_safetensors_as, CheckpointFiles, StoredTensors, WeightFormat,
+    checkpoint_at_path, load_checkpoint, read_meta, read_safetensors_as, CheckpointFiles,
+    StoredTensors, WeightFormat,
 };
 use crate::config::Config;
 use crate::error::{ModelError, Result};

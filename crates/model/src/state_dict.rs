@@ -9,8 +9,8 @@ use std::path::Path;
 use candle_core::{DType, Tensor};
 
 use crate::config::Config;
-use crate::safetensors_file::StoredTensors;
 use crate::error::{ModelError, Result};
+use crate::safetensors_file::StoredTensors;
 
 /// Tensor names a nanochat model of `cfg` has, in nanochat's state-dict order.
 pub fn expected_tensor_names(cfg: &Config) -> Vec<String> {
@@ -117,7 +117,10 @@ fn validate_entries(path: &Path, cfg: &Config, tensors: &[Entry]) -> Result<()> 
     if by_name.len() != tensors.len() {
         let mut seen = std::collections::HashSet::new();
         let dup = tensors.iter().find(|e| !seen.insert(e.0)).map(|e| e.0);
-        return bad(format!("tensor {:?} appears twice", dup.unwrap_or_default()));
+        return bad(format!(
+            "tensor {:?} appears twice",
+            dup.unwrap_or_default()
+        ));
     }
     for (name, shape) in &expected {
         let Some((_, dims, dtype)) = by_name.get(name.as_str()) else {

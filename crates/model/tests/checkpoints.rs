@@ -5,7 +5,6 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use nanochat_model::WeightDType;
 use candle_core::{DType, Device, Tensor};
 use nanochat_fixtures::{fixture, fixture_json, max_abs_diff, read_npy, scratch_dir};
 use nanochat_model::checkpoint::{
@@ -16,6 +15,7 @@ use nanochat_model::init::{random_model, random_weights, InitOptions};
 use nanochat_model::save::{
     convert, save_checkpoint, save_model, tokenizer_dir_for, ConvertOptions, SaveOptions,
 };
+use nanochat_model::WeightDType;
 use nanochat_model::{Activation, Config, Gpt};
 use nanochat_pt::torch_write::{write_torch_file, SaveRoot, TensorToWrite};
 
@@ -264,7 +264,10 @@ fn conversion_keeps_bf16_wte_unless_a_dtype_is_asked_for() {
     }
     let mut dtypes = kept.dtypes.clone();
     dtypes.sort_by_key(|(d, _)| format!("{d:?}"));
-    assert_eq!(dtypes, vec![("bf16".to_string(), 1), ("f32".to_string(), 19)]);
+    assert_eq!(
+        dtypes,
+        vec![("bf16".to_string(), 1), ("f32".to_string(), 19)]
+    );
 
     // f32: everything f32, still bit-identical.
     let f32_dir = out.join("f32");

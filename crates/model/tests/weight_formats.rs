@@ -23,13 +23,25 @@ struct Drift {
 
 fn logits(model: &Gpt, ids: &[u32]) -> Vec<Vec<f32>> {
     let ids = Tensor::from_vec(ids.to_vec(), (1, ids.len()), &Device::Cpu).unwrap();
-    model.forward(&ids, None).unwrap().squeeze(0).unwrap().to_vec2().unwrap()
+    model
+        .forward(&ids, None)
+        .unwrap()
+        .squeeze(0)
+        .unwrap()
+        .to_vec2()
+        .unwrap()
 }
 
 fn argmax(row: &[f32]) -> usize {
     row.iter()
         .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 {
+                (i, v)
+            } else {
+                best
+            }
+        })
         .0
 }
 
@@ -96,8 +108,13 @@ fn reduced_precision_logits_stay_close_to_f32_on_the_fixture_models() {
             .values()
             .map(|c| serde_json::from_value(c["ids"].clone()).unwrap())
             .collect();
-        let f32_model = load_checkpoint(&files, WeightDType::F32, &Device::Cpu).unwrap().model;
-        let reference: Vec<Vec<f32>> = sequences.iter().flat_map(|s| logits(&f32_model, s)).collect();
+        let f32_model = load_checkpoint(&files, WeightDType::F32, &Device::Cpu)
+            .unwrap()
+            .model;
+        let reference: Vec<Vec<f32>> = sequences
+            .iter()
+            .flat_map(|s| logits(&f32_model, s))
+            .collect();
         for dtype in [WeightDType::Bf16, WeightDType::Q8_0, WeightDType::Q4K] {
             let model = load_checkpoint(&files, dtype, &Device::Cpu).unwrap().model;
             let other: Vec<Vec<f32>> = sequences.iter().flat_map(|s| logits(&model, s)).collect();
@@ -115,12 +132,20 @@ fn reduced_precision_logits_stay_close_to_f32_on_a_d20_shaped_model() {
         ..Config::for_depth(20, 8192)
     };
     let ids: Vec<u32> = (0..24).map(|i| (i * 7919 + 3) % 8192).collect();
-    let build = |dtype| random_model_as(&cfg, 3, dtype, &Device::Cpu, &InitOptions::nonzero()).unwrap();
+    let build =
+        |dtype| random_model_as(&cfg, 3, dtype, &Device::Cpu, &InitOptions::nonzero()).unwrap();
     let reference = logits(&build(WeightDType::F32), &ids);
     for dtype in [WeightDType::Bf16, WeightDType::Q8_0, WeightDType::Q4K] {
         let model = build(dtype);
-        assert_eq!(model.quantized_weights().unwrap().is_empty(), dtype.ggml().is_none());
-        check("d20-shaped", dtype, drift(&reference, &logits(&model, &ids)));
+        assert_eq!(
+            model.quantized_weights().unwrap().is_empty(),
+            dtype.ggml().is_none()
+        );
+        check(
+            "d20-shaped",
+            dtype,
+            drift(&reference, &logits(&model, &ids)),
+        );
     }
 }
 
@@ -147,7 +172,9 @@ fn quantised_checkpoints_are_stored_quantised_and_load_like_quantising_at_load()
         assert_eq!(tensors.dense[0].1.dtype(), DType::BF16);
         // Loading it (whatever dtype is asked) is the model quantised at load, exactly.
         let at_load = load_checkpoint(&source, dtype, &Device::Cpu).unwrap().model;
-        let reloaded = load_checkpoint(&stored, WeightDType::F32, &Device::Cpu).unwrap().model;
+        let reloaded = load_checkpoint(&stored, WeightDType::F32, &Device::Cpu)
+            .unwrap()
+            .model;
         assert_eq!(reloaded.linear_dtype(), dtype);
         assert_eq!(logits(&at_load, &ids), logits(&reloaded, &ids), "{dtype}");
     }

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc};
 
 use candle_core::Device;
-use nanochat_model::WeightDType;
 use nanochat_model::checkpoint::{load_checkpoint, read_meta, CheckpointFiles};
 use nanochat_model::save::tokenizer_dir_for;
+use nanochat_model::WeightDType;
 use nanochat_tokenizer::Tokenizer;
 
 use crate::api_error::ApiError;
