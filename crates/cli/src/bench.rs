@@ -80,6 +80,11 @@ struct EngineBenchArgs {
         conflicts_with = "model"
     )]
     tokenizer: Option<PathBuf>,
+    /// With --save-checkpoint: also write the weights (f32) as nanochat's own
+    /// model_000000.pt (torch.save format), to measure loading nanochat's files:
+    /// `nanochat bench engine --model DIR/model_000000.pt`.
+    #[arg(long, requires = "save_checkpoint")]
+    torch: bool,
 }
 
 #[derive(Args)]
@@ -263,6 +268,47 @@ fn check_tokenizer(dir: &std::path::Path, vocab_size: usize) -> Result<()> {
 
 /// `--save-checkpoint`: the random model as checkpoint step 0 in `dir`, plus the tokenizer
 /// files of `tokenizer` when given.
+/// Writes a model's weights as nanochat's `model_<step>.pt` (a torch.save'd state dict, f32).
+fn save_torch_weights(model: &nanochat_model::Gpt, path: &std::path::Path) -> Result<()> {
+    use nanochat_pt::{default_archive_prefix, write_torch_file, SaveRoot, TensorToWrite};
+    let started = Instant::now();
+    let mut buffers = Vec::new();
+    for (name, tensor) in model.named_weights()? {
+        let values: Vec<f32> = tensor
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        buffers.push((name, tensor.dims().to_vec(), bytes));
+    }
+    if !model.quantized_weights()?.is_empty() {
+        anyhow::bail!("--torch writes f32 or bf16 models only");
+    }
+    let tensors = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let tensor = TensorToWrite {
+                dtype: nanochat_pt::DType::F32,
+                shape: shape.clone(),
+                data: bytes,
+            };
+            (name.clone(), tensor)
+        })
+        .collect();
+    let root = SaveRoot::StateDict {
+        tensors,
+        module_versions: None,
+    };
+    write_torch_file(path, &default_archive_prefix(path), &root)
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!(
+        "saved {} in {:.1}s",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 fn save_random_model(
     model: &nanochat_model::Gpt,
     depth: usize,
@@ -337,6 +383,9 @@ fn bench_engine(args: EngineBenchArgs) -> Result<()> {
             let model = random_model_as(&cfg, 42, dtype, &Device::Cpu, &InitOptions::benchmark())?;
             if let Some(dir) = &args.save_checkpoint {
                 save_random_model(&model, args.depth, dir, args.tokenizer.as_deref())?;
+                if args.torch {
+                    save_torch_weights(&model, &dir.join("model_000000.pt"))?;
+                }
             }
             (
                 model,
