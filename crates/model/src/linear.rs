@@ -6,17 +6,17 @@
 //!   bf16 matmul widens the whole weight to f32 first. Many rows (prefill) use candle's GEMM for
 //!   f32; bf16 stays on our kernel, which is compute-bound there.
 //! * `q8_0` and `q4k` are ggml block formats run by candle's quantised matmul (AVX-512 VNNI
-//!   repacked on this kind of CPU). Activations stay f32. A weight whose input width is not a
+//!   repacked on this kind of CPU). Activations go in and out as f32 (ggml quantises them inside
+//!   its dot products). A weight whose input width is not a
 //!   multiple of the block (256 for q4k, 32 for q8_0) falls back to the next finer format
 //!   (q4k → q8_0 → bf16), so any model shape loads.
 //! * Embeddings are not matmuls: they stay f32 in an f32 model and bf16 otherwise (nanochat's own
 //!   CUDA releases store `wte` in bf16), and the KV cache is always f32 — nanochat activations
 //!   overflow f16, which is never used.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-use std::borrow::Cow;
 
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor};
@@ -114,10 +114,6 @@ enum LinearWeight {
 }
 
 impl Linear {
-    pub fn new(in_dim: usize, out_dim: usize, vb: VarBuilder) -> Result<Self> {
-        Self::from_weight(vb.get((out_dim, in_dim), "weight")?)
-    }
-
     /// A dense layer from its (out, in) weight.
     pub fn from_weight(weight: Tensor) -> Result<Self> {
         let (out_dim, in_dim) = weight.dims2()?;

@@ -184,7 +184,10 @@ fn read_entry(
         })?;
         let elements: usize = q.shape.iter().product();
         let expected = elements / format.block_size() * format.type_size();
-        if dtype != DType::U8 || byte_len != expected || elements % format.block_size() != 0 {
+        if dtype != DType::U8
+            || byte_len != expected
+            || !elements.is_multiple_of(format.block_size())
+        {
             return Err(bad(format!(
                 "quantised tensor {name:?} ({} {:?}) should be {expected} bytes, found {byte_len}",
                 q.format, q.shape
