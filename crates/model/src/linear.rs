@@ -170,7 +170,7 @@ impl Linear {
                 let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, qs[0].dtype())?;
                 Linear::from_qtensor(Arc::new(QTensor::new(storage, (out, in_dim))?))
             }
-            // Mixed formats: keep them apart (never happens for q, k, v of one model).
+            // Parts of one model's attention share their input width, hence their format.
             _ => Err(ModelError::BadInput(
                 "Linear::stack: the parts are held in different formats".into(),
             )),

@@ -7,43 +7,25 @@ use std::time::{Duration, Instant};
 
 use axum::body::to_bytes;
 use nanochat_engine::SamplingParams;
-use nanochat_model::checkpoint::checkpoint_in_dir;
 use nanochat_server::api_error::ApiError;
-use nanochat_server::backend::{
-    Backend, ChatMessage, Event, FinishReason, GenerationRequest, OutputFormat, Prompt, Role,
-    SimulationOverrides, ToolCall, ToolChoice,
-};
-use nanochat_server::model_backend::{CheckpointBackend, CheckpointSpec};
+use nanochat_server::backend::{Backend, Event, FinishReason, GenerationRequest, ToolCall};
+use nanochat_server::model_backend::CheckpointBackend;
 use nanochat_server::respond::{self, ResponseMeta, Shape};
 use nanochat_server::simulator::{SimulatedBackend, SimulatorSettings};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+mod support;
+
+/// A long-story request sampled at temperature 1.
 fn request(model: &str, max_tokens: usize) -> GenerationRequest {
     GenerationRequest {
-        model: model.into(),
-        prompt: Prompt::Chat(vec![ChatMessage {
-            role: Role::User,
-            content: "Tell me a long story.".into(),
-            tool_calls: vec![],
-            tool_call_id: None,
-            name: None,
-        }]),
-        max_tokens: Some(max_tokens),
-        clamp_max_tokens: false,
-        n: 1,
         sampling: SamplingParams {
             temperature: 1.0,
             ..SamplingParams::default()
         },
         seed: 1,
-        stop: vec![],
-        logprobs: None,
-        output: OutputFormat::Text,
-        tools: vec![],
-        tool_choice: ToolChoice::None,
-        parallel_tool_calls: false,
-        simulation: SimulationOverrides::default(),
+        ..support::chat_request(model, "Tell me a long story.", max_tokens)
     }
 }
 
@@ -85,18 +67,12 @@ async fn simulated_generation_stops_when_the_client_leaves() {
     );
 }
 
-/// The random-weight fixture model `sft-d2`, loaded now, with a context of 640 tokens and one
-/// sequence at a time.
+/// The fixture model `sft-d2`, one sequence at a time.
 fn checkpoint_backend(max_queue: usize) -> CheckpointBackend {
-    let dir = nanochat_fixtures::fixture("nanochat-2025/chatsft_checkpoints/d2");
-    let spec = CheckpointSpec {
-        tokenizer_dir: Some(nanochat_fixtures::fixture("nanochat-2025/tokenizer")),
-        max_model_len: Some(640),
-        max_queue,
-        max_seqs: 1,
-        ..CheckpointSpec::new(checkpoint_in_dir(&dir, None).unwrap())
-    };
-    CheckpointBackend::start("sft-d2", spec, true, Default::default()).unwrap()
+    support::sft_d2_backend(|spec| {
+        spec.max_queue = max_queue;
+        spec.max_seqs = 1;
+    })
 }
 
 #[tokio::test]

@@ -7,52 +7,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nanochat_engine::SamplingParams;
-use nanochat_model::checkpoint::checkpoint_in_dir;
-use nanochat_server::backend::{
-    Backend, BackendStats, ChatMessage, Event, FinishReason, GenerationRequest, OutputFormat,
-    Prompt, Role, SimulationOverrides, ToolChoice,
-};
-use nanochat_server::model_backend::{CheckpointBackend, CheckpointSpec};
+use nanochat_server::backend::{Backend, BackendStats, Event, FinishReason, GenerationRequest};
+use nanochat_server::model_backend::CheckpointBackend;
 use tokio::sync::mpsc;
 
-/// The fixture model `sft-d2` with a 640-token context.
+mod support;
+
+/// The fixture model `sft-d2` (640-token context) with `max_seqs` slots.
 fn backend(max_seqs: usize, kv_budget_tokens: Option<usize>) -> CheckpointBackend {
-    let dir = nanochat_fixtures::fixture("nanochat-2025/chatsft_checkpoints/d2");
-    let spec = CheckpointSpec {
-        tokenizer_dir: Some(nanochat_fixtures::fixture("nanochat-2025/tokenizer")),
-        max_model_len: Some(640),
-        max_seqs,
-        kv_budget_tokens,
-        ..CheckpointSpec::new(checkpoint_in_dir(&dir, None).unwrap())
-    };
-    CheckpointBackend::start("sft-d2", spec, true, Default::default()).unwrap()
+    support::sft_d2_backend(|spec| {
+        spec.max_seqs = max_seqs;
+        spec.kv_budget_tokens = kv_budget_tokens;
+    })
 }
 
 /// A greedy chat request; prompts of different lengths put the sequences at different positions.
 fn greedy(question: &str, max_tokens: usize) -> GenerationRequest {
-    GenerationRequest {
-        model: "sft-d2".into(),
-        prompt: Prompt::Chat(vec![ChatMessage {
-            role: Role::User,
-            content: question.into(),
-            tool_calls: vec![],
-            tool_call_id: None,
-            name: None,
-        }]),
-        max_tokens: Some(max_tokens),
-        clamp_max_tokens: false,
-        n: 1,
-        sampling: SamplingParams::default(),
-        seed: 0,
-        stop: vec![],
-        logprobs: None,
-        output: OutputFormat::Text,
-        tools: vec![],
-        tool_choice: ToolChoice::None,
-        parallel_tool_calls: false,
-        simulation: SimulationOverrides::default(),
-    }
+    support::chat_request("sft-d2", question, max_tokens)
 }
 
 #[derive(Debug, PartialEq)]
