@@ -2,6 +2,7 @@
 //! cache, decoded in one `forward_decode` call give the logits each would get alone.
 
 use candle_core::{DType, Device, Tensor};
+use nanochat_fixtures::max_abs_diff;
 use nanochat_model::init::{random_model, InitOptions};
 use nanochat_model::{Config, Gpt, KvCache};
 
@@ -47,11 +48,7 @@ fn check(name: &str, cfg: &Config) {
             );
             let got: Vec<f32> = batched.get(row).unwrap().to_vec1().unwrap();
             let want = logits_alone(&model, context);
-            let diff = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0f32, f32::max);
+            let diff = max_abs_diff(&got, &want);
             assert!(
                 diff < 1e-4,
                 "{name}: step {step} row {row}: max |Δ| = {diff}"

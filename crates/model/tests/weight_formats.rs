@@ -5,7 +5,7 @@
 //! Run with `--nocapture` to see the table of differences (it is in the README).
 
 use candle_core::{DType, Device, Tensor};
-use nanochat_fixtures::{fixture, fixture_json};
+use nanochat_fixtures::{fixture, fixture_json, scratch_dir};
 use nanochat_model::checkpoint::{
     checkpoint_in_dir, find_checkpoint, load_checkpoint, read_safetensors_as, Source,
 };
@@ -152,8 +152,7 @@ fn reduced_precision_logits_stay_close_to_f32_on_a_d20_shaped_model() {
 #[test]
 fn quantised_checkpoints_are_stored_quantised_and_load_like_quantising_at_load() {
     let source = checkpoint_in_dir(&fixture("nanochat-2025/chatsft_checkpoints/d2"), None).unwrap();
-    let out = std::env::temp_dir().join(format!("nanochat-q-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
+    let out = scratch_dir("quantised-checkpoints");
     let ids: Vec<u32> = (0..20).map(|i| (i * 37 + 1) % 512).collect();
     for dtype in [WeightDType::Q8_0, WeightDType::Q4K] {
         let dir = out.join(dtype.name());
