@@ -10,6 +10,7 @@ mod chat;
 mod convert;
 mod generate;
 mod model_args;
+mod pull;
 mod serve;
 mod tok;
 mod tok_train;
@@ -41,6 +42,8 @@ enum Command {
     Generate(generate::GenerateArgs),
     /// Convert a nanochat .pt checkpoint to our safetensors format (fast loading, optional bf16).
     Convert(convert::ConvertArgs),
+    /// Download a nanochat release from the Hugging Face hub into the base directory.
+    Pull(pull::PullArgs),
     /// Serve models over an OpenAI-compatible HTTP API (plus simulated models for testing apps).
     Serve(serve::ServeArgs),
     /// Measure speed: tokenizer throughput, engine prefill/decode, a server under concurrent streams.
@@ -66,6 +69,7 @@ fn main() {
         Command::Chat(args) => chat::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Pull(args) => pull::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Bench(args) => bench::run(args),
     };

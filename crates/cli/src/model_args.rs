@@ -17,8 +17,9 @@ use nanochat_tokenizer::Tokenizer;
 
 #[derive(Args, Clone)]
 pub struct ModelArgs {
-    /// A checkpoint directory (model_<step>.pt or .safetensors + meta_<step>.json) or a
-    /// model_<step>.pt / .safetensors file. Default: discover one under $NANOCHAT_BASE_DIR.
+    /// A checkpoint directory (model_<step>.pt or .safetensors + meta_<step>.json), a
+    /// model_<step>.pt / .safetensors file, or hf:owner/repo[@rev] (pulled from the hub on
+    /// first use, like `nanochat pull`). Default: discover one under $NANOCHAT_BASE_DIR.
     #[arg(long, short = 'm')]
     pub model: Option<PathBuf>,
     /// Training stage to discover a checkpoint from: base, mid, sft or rl.
@@ -44,6 +45,9 @@ impl ModelArgs {
     /// The checkpoint files these arguments name.
     pub fn checkpoint(&self) -> Result<CheckpointFiles> {
         match &self.model {
+            Some(path) if crate::pull::is_hub_model(path) => {
+                crate::pull::hub_checkpoint(&path.to_string_lossy(), self.step)
+            }
             Some(path) => checkpoint_at_path(path, self.step).with_context(|| format!("finding a checkpoint at {}", path.display())),
             None => find_checkpoint(&nanochat_base_dir(), self.source, self.model_tag.as_deref(), self.step).with_context(|| {
                 format!(

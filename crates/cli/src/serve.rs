@@ -31,8 +31,9 @@ pub struct ServeArgs {
     /// Port to listen on; 0 picks a free one (the URL is printed).
     #[arg(long, short = 'p', default_value_t = 8000)]
     port: u16,
-    /// A checkpoint to serve (directory or model_<step>.pt/.safetensors); repeatable. These load
-    /// at startup; /ready answers 200 once they have.
+    /// A checkpoint to serve (directory or model_<step>.pt/.safetensors), or hf:owner/repo[@rev]
+    /// to pull one from the hub (first start; later ones use the cache, also offline);
+    /// repeatable. These load at startup; /ready answers 503 until they have.
     #[arg(long = "model", short = 'm')]
     models: Vec<PathBuf>,
     /// Model id for the --model of the same position (default: the checkpoint directory's name).
@@ -134,6 +135,23 @@ impl ServeArgs {
         let mut notes = Vec::new();
         let mut checkpoints = Vec::new();
         for (i, path) in self.models.iter().enumerate() {
+            if crate::pull::is_hub_model(path) {
+                let name = path.to_string_lossy().to_string();
+                // Fail fast on a malformed name; the pull itself runs in the model's worker.
+                let repo = nanochat_hub::RepoRef::parse(&name)?;
+                let id = self.aliases.get(i).cloned().unwrap_or_else(|| repo.repo.clone());
+                notes.push(format!("{id}: {name} (pulling or checking the cache now; /ready answers 503 until it is loaded)"));
+                let fetch_name = name.clone();
+                let fetch: nanochat_server::model_backend::FetchCheckpoint = std::sync::Arc::new(move || {
+                    crate::pull::hub_checkpoint(&fetch_name, None).map_err(|e| format!("{e:#}"))
+                });
+                checkpoints.push(CheckpointModel {
+                    id,
+                    spec: self.spec(CheckpointSpec::remote(&name, fetch)),
+                    eager: true,
+                });
+                continue;
+            }
             let files = checkpoint_at_path(path, None)
                 .with_context(|| format!("--model {}", path.display()))?;
             let id = match self.aliases.get(i) {
@@ -152,7 +170,7 @@ impl ServeArgs {
             ));
             checkpoints.push(CheckpointModel {
                 id,
-                spec: self.spec(files),
+                spec: self.spec(CheckpointSpec::new(files)),
                 eager: true,
             });
         }
@@ -177,7 +195,7 @@ impl ServeArgs {
                 ));
                 checkpoints.push(CheckpointModel {
                     id: d.id,
-                    spec: self.spec(d.files),
+                    spec: self.spec(CheckpointSpec::new(d.files)),
                     eager: false,
                 });
             }
@@ -226,9 +244,10 @@ impl ServeArgs {
         Ok((config, notes))
     }
 
-    fn spec(&self, files: nanochat_model::checkpoint::CheckpointFiles) -> CheckpointSpec {
+    /// `spec` with this command line's loading and batching settings.
+    fn spec(&self, spec: CheckpointSpec) -> CheckpointSpec {
         CheckpointSpec {
-            files,
+            location: spec.location,
             tokenizer_dir: None,
             dtype: self.dtype,
             max_model_len: self.max_model_len,

@@ -113,7 +113,7 @@ pub fn app(config: &ServeConfig) -> Result<(axum::Router, Vec<String>), String> 
         let dtype = format!("{:?}", checkpoint.spec.dtype);
         models.add(ModelEntry::checkpoint(
             &checkpoint.id,
-            &checkpoint.spec.files,
+            &checkpoint.spec.location,
             &dtype,
             Arc::new(backend),
         ))?;

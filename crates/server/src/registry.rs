@@ -16,6 +16,7 @@ use nanochat_model::checkpoint::{checkpoint_in_dir, CheckpointFiles, Source};
 use serde_json::{json, Value};
 
 use crate::backend::SharedBackend;
+use crate::model_backend::CheckpointLocation;
 
 /// `created` of simulated models: fixed, so the listing is stable across restarts.
 const SIMULATED_CREATED: u64 = 1_734_470_400;
@@ -40,18 +41,24 @@ impl ModelEntry {
         }
     }
 
+    /// A checkpoint; `created` is its weights' modification time (the start time for one
+    /// still to be fetched).
     pub fn checkpoint(
         id: &str,
-        files: &CheckpointFiles,
+        location: &CheckpointLocation,
         dtype: &str,
         backend: SharedBackend,
     ) -> Self {
-        let created = std::fs::metadata(&files.weights)
-            .and_then(|m| m.modified())
-            .ok()
+        let (modified, weights) = match location {
+            CheckpointLocation::Local(files) => (
+                std::fs::metadata(&files.weights).and_then(|m| m.modified()).ok(),
+                files.weights.display().to_string(),
+            ),
+            CheckpointLocation::Remote { name, .. } => (Some(std::time::SystemTime::now()), name.clone()),
+        };
+        let created = modified
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs());
-        let weights = files.weights.display().to_string();
         Self {
             id: id.to_string(),
             owned_by: "nanochat",

@@ -15,9 +15,15 @@ pub fn nanochat(args: &[&str], base_dir: &Path) -> Output {
 
 /// Runs `nanochat ARGS` with `stdin` as its input.
 pub fn nanochat_stdin(args: &[&str], base_dir: &Path, stdin: &str) -> Output {
+    nanochat_env(args, base_dir, &[], stdin)
+}
+
+/// Runs `nanochat ARGS` with extra environment variables and `stdin` as its input.
+pub fn nanochat_env(args: &[&str], base_dir: &Path, env: &[(&str, &str)], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
         .args(args)
         .env("NANOCHAT_BASE_DIR", base_dir)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

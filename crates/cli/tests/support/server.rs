@@ -25,10 +25,16 @@ impl Server {
     /// Starts `nanochat serve --host 127.0.0.1 --port 0 ARGS` and waits for its
     /// `listening on http://127.0.0.1:PORT` line.
     pub fn start(args: &[&str]) -> Server {
+        Self::start_in(args, &fixture("nanochat-2025"), &[])
+    }
+
+    /// As [`Server::start`], with another base directory and extra environment variables.
+    pub fn start_in(args: &[&str], base_dir: &std::path::Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_nanochat"))
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(args)
-            .env("NANOCHAT_BASE_DIR", fixture("nanochat-2025"))
+            .env("NANOCHAT_BASE_DIR", base_dir)
+            .envs(env.iter().copied())
             // `--api-key` defaults to $NANOCHAT_API_KEY: only the flags given here count.
             .env_remove("NANOCHAT_API_KEY")
             .stdin(Stdio::null())
