@@ -462,7 +462,7 @@ impl Gpt {
         let raw = self.lm_head.forward(hidden)?;
         trace("lm_head_raw", &raw);
         let logits = match self.cfg.logit_softcap {
-            Some(cap) => ((raw / cap as f64)?.tanh()? * cap as f64)?,
+            Some(cap) => softcap(&raw, cap as f32)?,
             None => raw,
         };
         trace("logits", &logits);
@@ -526,4 +526,16 @@ impl Gpt {
         let last = hidden.narrow(1, t - 1, 1)?.squeeze(1)?;
         self.logits(&last, &mut |_, _| {})
     }
+}
+
+/// `cap·tanh(x/cap)` in one pass on rayon's pool. As candle ops this was three passes over the
+/// (rows, vocab) logits, each allocating, and each large enough to wake candle's own thread
+/// pool, whose spinning workers then competed with the matmul threads on a small machine.
+fn softcap(raw: &Tensor, cap: f32) -> Result<Tensor> {
+    use rayon::prelude::*;
+    let mut values = raw.flatten_all()?.to_vec1::<f32>()?;
+    values
+        .par_chunks_mut(16 * 1024)
+        .for_each(|chunk| chunk.iter_mut().for_each(|v| *v = cap * (*v / cap).tanh()));
+    Ok(Tensor::from_vec(values, raw.shape(), raw.device())?)
 }
