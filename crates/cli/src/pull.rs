@@ -75,9 +75,17 @@ pub fn run(args: PullArgs) -> Result<()> {
         .with_context(|| format!("pulling {repo} from {}", client.endpoint()))?;
     let seconds = started.elapsed().as_secs_f64();
     if pulled.from_cache {
-        println!("{repo} (cached, commit {}) is in {}", short(&pulled.commit), pulled.dir.display());
+        println!(
+            "{repo} (cached, commit {}) is in {}",
+            short(&pulled.commit),
+            pulled.dir.display()
+        );
     } else if pulled.up_to_date {
-        println!("{repo} is up to date (commit {}) in {}", short(&pulled.commit), pulled.dir.display());
+        println!(
+            "{repo} is up to date (commit {}) in {}",
+            short(&pulled.commit),
+            pulled.dir.display()
+        );
     } else {
         println!(
             "pulled {repo} (commit {}, step {}): {} file(s), {:.1} MB in {seconds:.1}s into {}",
@@ -92,15 +100,27 @@ pub fn run(args: PullArgs) -> Result<()> {
         convert_beside(&pulled, args.dtype)?;
     }
     let files = checkpoint_in_dir(&pulled.dir, Some(pulled.step))?;
-    let stage = pulled.dir.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).unwrap_or("");
-    let tag = pulled.dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let stage = pulled
+        .dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
+    let tag = pulled
+        .dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("");
     let flag = Source::ALL
         .iter()
         .find(|s| s.dir_name() == stage)
         .map(|s| format!("-i {} ", source_name(*s)))
         .unwrap_or_default();
     println!("  chat with it:  nanochat chat {flag}-g {tag}");
-    println!("  serve it:      nanochat serve --model {}", files.dir.display());
+    println!(
+        "  serve it:      nanochat serve --model {}",
+        files.dir.display()
+    );
     Ok(())
 }
 
@@ -115,8 +135,13 @@ pub fn hub_checkpoint(spec: &str, step: Option<u64>) -> Result<CheckpointFiles> 
         ..PullOptions::new(repo.clone())
     };
     let client = HubClient::from_env(None);
-    let pulled = nanochat_hub::pull(&nanochat_base_dir(), &client, &options, &TerminalProgress::default())
-        .with_context(|| format!("getting {repo} from {}", client.endpoint()))?;
+    let pulled = nanochat_hub::pull(
+        &nanochat_base_dir(),
+        &client,
+        &options,
+        &TerminalProgress::default(),
+    )
+    .with_context(|| format!("getting {repo} from {}", client.endpoint()))?;
     if !pulled.up_to_date {
         eprintln!("pulled {repo} into {}", pulled.dir.display());
     }
@@ -131,13 +156,20 @@ pub fn is_hub_model(model: &Path) -> bool {
 /// `HF_HUB_OFFLINE=1` (or true/yes/on), as the Hugging Face tools read it.
 fn offline_from_env() -> bool {
     std::env::var("HF_HUB_OFFLINE")
-        .map(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+        .map(|v| {
+            matches!(
+                v.trim().to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
+        })
         .unwrap_or(false)
 }
 
 /// Writes `model_<step>.safetensors` beside the pulled `.pt` (once; the loaders prefer it).
 fn convert_beside(pulled: &Pulled, dtype: Option<WeightDType>) -> Result<()> {
-    let target = pulled.dir.join(format!("model_{:06}.safetensors", pulled.step));
+    let target = pulled
+        .dir
+        .join(format!("model_{:06}.safetensors", pulled.step));
     if target.exists() {
         println!("  already converted: {}", target.display());
         return Ok(());

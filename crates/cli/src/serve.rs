@@ -139,12 +139,17 @@ impl ServeArgs {
                 let name = path.to_string_lossy().to_string();
                 // Fail fast on a malformed name; the pull itself runs in the model's worker.
                 let repo = nanochat_hub::RepoRef::parse(&name)?;
-                let id = self.aliases.get(i).cloned().unwrap_or_else(|| repo.repo.clone());
+                let id = self
+                    .aliases
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| repo.repo.clone());
                 notes.push(format!("{id}: {name} (pulling or checking the cache now; /ready answers 503 until it is loaded)"));
                 let fetch_name = name.clone();
-                let fetch: nanochat_server::model_backend::FetchCheckpoint = std::sync::Arc::new(move || {
-                    crate::pull::hub_checkpoint(&fetch_name, None).map_err(|e| format!("{e:#}"))
-                });
+                let fetch: nanochat_server::model_backend::FetchCheckpoint =
+                    std::sync::Arc::new(move || {
+                        crate::pull::hub_checkpoint(&fetch_name, None).map_err(|e| format!("{e:#}"))
+                    });
                 checkpoints.push(CheckpointModel {
                     id,
                     spec: self.spec(CheckpointSpec::remote(&name, fetch)),

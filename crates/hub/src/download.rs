@@ -70,9 +70,9 @@ pub fn download(
             }
             _ => return Err(client.status_error(repo, &url, &mut response)),
         };
-        let total = file.size.or_else(|| {
-            content_length(&response).map(|len| len + resumed)
-        });
+        let total = file
+            .size
+            .or_else(|| content_length(&response).map(|len| len + resumed));
         let mut out = open_part(&part, resumed)?;
         progress.file_started(&file.path, total, resumed);
         let mut reader = response.body_mut().as_reader();

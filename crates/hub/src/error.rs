@@ -36,7 +36,11 @@ pub enum HubError {
     },
 
     #[error("{url} answered HTTP {status}: {body}")]
-    Http { url: String, status: u16, body: String },
+    Http {
+        url: String,
+        status: u16,
+        body: String,
+    },
 
     #[error("{url} did not answer with a hub file list: {reason}")]
     BadListing { url: String, reason: String },
@@ -58,6 +62,13 @@ pub enum HubError {
 
     #[error("the disk is full writing {path} ({needed} bytes needed in all): free some space and run the command again to resume")]
     DiskFull { path: PathBuf, needed: u64 },
+
+    #[error("not enough disk space in {path}: this pull needs {needed} more bytes, {available} are free. Free some space (or point NANOCHAT_BASE_DIR at a larger disk) and run it again")]
+    NotEnoughSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
 
     #[error("{op} {path}: {source}")]
     Io {

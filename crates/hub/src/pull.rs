@@ -118,7 +118,12 @@ struct InstalledFile {
 impl InstalledFile {
     fn same_content(&self, remote: &RemoteFile) -> bool {
         self.size == remote.size
-            && match (&self.sha256, &remote.sha256, &self.git_sha1, &remote.git_sha1) {
+            && match (
+                &self.sha256,
+                &remote.sha256,
+                &self.git_sha1,
+                &remote.git_sha1,
+            ) {
                 (Some(a), Some(b), _, _) => a == b,
                 (_, _, Some(a), Some(b)) => a == b,
                 _ => false,
@@ -136,7 +141,11 @@ pub fn pull(
     let state_dir = base.join(".pulls");
     create_dir(&state_dir)?;
     let key = options.repo.file_key();
-    let _lock = lock(&state_dir.join(format!("{key}.lock")), &options.repo, progress)?;
+    let _lock = lock(
+        &state_dir.join(format!("{key}.lock")),
+        &options.repo,
+        progress,
+    )?;
     let manifest_path = state_dir.join(format!("{key}.json"));
     let manifest = read_manifest(&manifest_path);
     if options.offline {
@@ -144,7 +153,9 @@ pub fn pull(
     }
     let listing = match client.listing(&options.repo) {
         Ok(listing) => listing,
-        Err(error) if error.is_network() && options.cache_on_network_error && manifest.is_some() => {
+        Err(error)
+            if error.is_network() && options.cache_on_network_error && manifest.is_some() =>
+        {
             let note = format!("{error}; using the copy pulled before");
             progress.note(&note);
             return from_cache(base, options, manifest, vec![note]);
@@ -161,6 +172,7 @@ pub fn pull(
     // Download what the installed copy does not already have.
     let staging = state_dir.join(&key);
     create_dir(&staging)?;
+    check_free_space(&staging, &release, manifest.as_ref(), base)?;
     let mut downloaded_bytes = 0;
     let mut downloaded_files = 0;
     let mut sources: Vec<(RemoteFile, PathBuf)> = Vec::new();
@@ -179,8 +191,14 @@ pub fn pull(
                     sources.push((file.clone(), staged));
                     continue;
                 }
-                downloaded_bytes +=
-                    download(client, &options.repo, &listing.commit, file, &staged, progress)?;
+                downloaded_bytes += download(
+                    client,
+                    &options.repo,
+                    &listing.commit,
+                    file,
+                    &staged,
+                    progress,
+                )?;
                 downloaded_files += 1;
                 staged
             }
@@ -206,12 +224,20 @@ pub fn pull(
     let mut plan: Vec<(RemoteFile, PathBuf, PathBuf)> = Vec::new();
     for (file, from) in &sources {
         let dest = dir.join(file.name());
-        if from != &dest && dest.exists() && !ours(&dest) && !options.force && !same_file_content(&dest, file)? {
+        if from != &dest
+            && dest.exists()
+            && !ours(&dest)
+            && !options.force
+            && !same_file_content(&dest, file)?
+        {
             return Err(HubError::Conflict {
                 path: dest,
                 file: file.path.clone(),
                 repo: options.repo.repo.clone(),
-                suggested_tag: format!("{tag}-{}", options.repo.repo.split('/').next().unwrap_or("hub")),
+                suggested_tag: format!(
+                    "{tag}-{}",
+                    options.repo.repo.split('/').next().unwrap_or("hub")
+                ),
             });
         }
         plan.push((file.clone(), from.clone(), dest));
@@ -274,7 +300,9 @@ fn installed_matches(base: &Path, m: &Manifest, release: &Release, options: &Pul
         && wanted_dir(&m.dir)
         && release.files().iter().all(|file| {
             m.files.iter().any(|f| {
-                f.remote == file.path && f.same_content(file) && file_size(&base.join(&f.local)) == file.size
+                f.remote == file.path
+                    && f.same_content(file)
+                    && file_size(&base.join(&f.local)) == file.size
             })
         })
 }
@@ -291,7 +319,8 @@ fn from_cache(
         base: base.to_path_buf(),
         hint,
     };
-    let m = manifest.ok_or_else(|| not_cached("pull it once with the network on (without --offline)".into()))?;
+    let m = manifest
+        .ok_or_else(|| not_cached("pull it once with the network on (without --offline)".into()))?;
     let rev = &options.repo.revision;
     if options.repo.explicit_revision && rev != &m.revision && !m.commit.starts_with(rev.as_str()) {
         return Err(not_cached(format!(
@@ -311,7 +340,13 @@ fn from_cache(
     Ok(pulled_from_manifest(base, &m, true, true, notes))
 }
 
-fn pulled_from_manifest(base: &Path, m: &Manifest, up_to_date: bool, from_cache: bool, notes: Vec<String>) -> Pulled {
+fn pulled_from_manifest(
+    base: &Path,
+    m: &Manifest,
+    up_to_date: bool,
+    from_cache: bool,
+    notes: Vec<String>,
+) -> Pulled {
     let dir = base.join(&m.dir);
     Pulled {
         model: dir.join(&m.model),
@@ -335,7 +370,8 @@ fn read_meta(path: &Path, name: &str) -> Result<(u64, Source)> {
         reason,
     };
     let text = std::fs::read_to_string(path).map_err(|e| HubError::io("reading", path, e))?;
-    let meta: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let meta: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let n_layer = meta
         .pointer("/model_config/n_layer")
         .and_then(|v| v.as_u64())
@@ -422,7 +458,10 @@ fn lock(path: &Path, repo: &RepoRef, progress: &dyn Progress) -> Result<File> {
     match file.try_lock() {
         Ok(()) => return Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => {
-            progress.note(&format!("another pull of {} is running; waiting for it to finish", repo.repo));
+            progress.note(&format!(
+                "another pull of {} is running; waiting for it to finish",
+                repo.repo
+            ));
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(HubError::io("locking", path, e)),
     }
@@ -436,14 +475,64 @@ fn read_manifest(path: &Path) -> Option<Manifest> {
 }
 
 fn write_manifest(path: &Path, manifest: &Manifest) -> Result<()> {
-    let text = serde_json::to_string_pretty(manifest).map_err(|e| HubError::io(
-        "writing",
-        path,
-        std::io::Error::other(e),
-    ))?;
+    let text = serde_json::to_string_pretty(manifest)
+        .map_err(|e| HubError::io("writing", path, std::io::Error::other(e)))?;
     let tmp = crate::download::part_path(path);
     std::fs::write(&tmp, text).map_err(|e| HubError::write(&tmp, e, 0))?;
     std::fs::rename(&tmp, path).map_err(|e| HubError::io("renaming into place", path, e))
+}
+
+/// Refuses to start when the files still to fetch cannot fit on the disk (a download that
+/// fails near its end wastes the user's time; the part would stay, though, and resume).
+fn check_free_space(
+    staging: &Path,
+    release: &Release,
+    manifest: Option<&Manifest>,
+    base: &Path,
+) -> Result<()> {
+    let needed: u64 = release
+        .files()
+        .iter()
+        .filter(|file| {
+            !manifest.is_some_and(|m| {
+                m.files
+                    .iter()
+                    .any(|f| f.same_content(file) && file_size(&base.join(&f.local)) == file.size)
+            })
+        })
+        .map(|file| {
+            let have = file_size(&crate::download::part_path(&staging.join(file.name())))
+                .or_else(|| file_size(&staging.join(file.name())))
+                .unwrap_or(0);
+            file.size.unwrap_or(0).saturating_sub(have)
+        })
+        .sum();
+    match available_bytes(staging) {
+        Some(available) if available < needed => Err(HubError::NotEnoughSpace {
+            path: staging.to_path_buf(),
+            needed,
+            available,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Bytes free for an unprivileged user on the file system holding `path` (None if unknown).
+#[cfg(unix)]
+fn available_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut stats: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid NUL-terminated path and a zeroed statvfs the call fills in.
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stats) } != 0 {
+        return None;
+    }
+    Some(stats.f_bavail as u64 * stats.f_frsize as u64)
+}
+
+#[cfg(not(unix))]
+fn available_bytes(_path: &Path) -> Option<u64> {
+    None
 }
 
 fn create_dir(path: &Path) -> Result<()> {
@@ -451,5 +540,8 @@ fn create_dir(path: &Path) -> Result<()> {
 }
 
 fn file_size(path: &Path) -> Option<u64> {
-    std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| m.len())
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
 }

@@ -43,19 +43,26 @@ fn model_step(name: &str) -> Option<u64> {
 
 /// Picks the release in `listing`: from `only` (paths the user named, all of which must
 /// exist) or from every file; `step` picks a step instead of the last.
-pub fn select(repo: &str, listing: &RepoListing, only: &[String], step: Option<u64>) -> Result<Release> {
+pub fn select(
+    repo: &str,
+    listing: &RepoListing,
+    only: &[String],
+    step: Option<u64>,
+) -> Result<Release> {
     let files: Vec<&RemoteFile> = if only.is_empty() {
         listing.files.iter().collect()
     } else {
         let mut chosen = Vec::new();
         for wanted in only {
-            let file = listing.files.iter().find(|f| &f.path == wanted).ok_or_else(|| {
-                HubError::NotARelease {
+            let file = listing
+                .files
+                .iter()
+                .find(|f| &f.path == wanted)
+                .ok_or_else(|| HubError::NotARelease {
                     repo: repo.to_string(),
                     expected: format!("a file {wanted:?} (named with --files)"),
                     found: describe(listing),
-                }
-            })?;
+                })?;
             chosen.push(file);
         }
         chosen
@@ -123,7 +130,12 @@ fn describe(listing: &RepoListing) -> String {
     if listing.files.is_empty() {
         return "no files".into();
     }
-    let names: Vec<&str> = listing.files.iter().take(SHOWN).map(|f| f.path.as_str()).collect();
+    let names: Vec<&str> = listing
+        .files
+        .iter()
+        .take(SHOWN)
+        .map(|f| f.path.as_str())
+        .collect();
     let more = listing.files.len().saturating_sub(SHOWN);
     if more > 0 {
         format!("{} and {more} more", names.join(", "))
@@ -154,12 +166,21 @@ mod tests {
     #[test]
     fn picks_the_last_step_with_its_meta_and_the_tokenizer() {
         let l = listing(&[
-            "README.md", "model_000650.pt", "meta_000650.json", "model_000700.pt",
-            "model_000500.pt", "meta_000500.json", "tokenizer.pkl", "token_bytes.pt",
+            "README.md",
+            "model_000650.pt",
+            "meta_000650.json",
+            "model_000700.pt",
+            "model_000500.pt",
+            "meta_000500.json",
+            "tokenizer.pkl",
+            "token_bytes.pt",
         ]);
         let r = select("o/r", &l, &[], None).unwrap();
         // 700 has no meta, so 650 is the last complete step.
-        assert_eq!((r.step, r.model.path.as_str(), r.meta.path.as_str()), (650, "model_000650.pt", "meta_000650.json"));
+        assert_eq!(
+            (r.step, r.model.path.as_str(), r.meta.path.as_str()),
+            (650, "model_000650.pt", "meta_000650.json")
+        );
         assert_eq!(r.tokenizer.unwrap().path, "tokenizer.pkl");
         assert_eq!(r.token_bytes.unwrap().path, "token_bytes.pt");
         let r = select("o/r", &l, &[], Some(500)).unwrap();
@@ -168,7 +189,12 @@ mod tests {
 
     #[test]
     fn prefers_safetensors_and_finds_files_in_a_folder() {
-        let l = listing(&["d20/model_000010.pt", "d20/model_000010.safetensors", "d20/meta_000010.json", "d20/tokenizer.pkl"]);
+        let l = listing(&[
+            "d20/model_000010.pt",
+            "d20/model_000010.safetensors",
+            "d20/meta_000010.json",
+            "d20/tokenizer.pkl",
+        ]);
         let r = select("o/r", &l, &[], None).unwrap();
         assert_eq!(r.model.path, "d20/model_000010.safetensors");
         assert_eq!(r.meta.path, "d20/meta_000010.json");
@@ -179,14 +205,27 @@ mod tests {
     fn says_what_was_expected_and_what_is_there() {
         let l = listing(&["config.json", "model.safetensors"]);
         let err = select("o/r", &l, &[], None).unwrap_err().to_string();
-        assert!(err.contains("model_<step>.pt") && err.contains("config.json, model.safetensors") && err.contains("transformers"), "{err}");
+        assert!(
+            err.contains("model_<step>.pt")
+                && err.contains("config.json, model.safetensors")
+                && err.contains("transformers"),
+            "{err}"
+        );
         let l = listing(&["model_000001.pt", "meta_000001.json"]);
         let err = select("o/r", &l, &[], None).unwrap_err().to_string();
         assert!(err.contains("tokenizer.pkl"), "{err}");
-        let err = select("o/r", &l, &["nope.pt".into()], None).unwrap_err().to_string();
+        let err = select("o/r", &l, &["nope.pt".into()], None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"nope.pt\""), "{err}");
         // --files without the tokenizer is allowed (one may already be in the base directory).
-        let r = select("o/r", &l, &["model_000001.pt".into(), "meta_000001.json".into()], None).unwrap();
+        let r = select(
+            "o/r",
+            &l,
+            &["model_000001.pt".into(), "meta_000001.json".into()],
+            None,
+        )
+        .unwrap();
         assert!(r.tokenizer.is_none());
     }
 }

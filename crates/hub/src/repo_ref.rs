@@ -45,7 +45,9 @@ impl RepoRef {
                 && !s.starts_with('.')
         };
         if !parts.iter().all(|p| valid(p)) {
-            return Err(bad("owner and name may hold letters, digits, '-', '_' and '.'"));
+            return Err(bad(
+                "owner and name may hold letters, digits, '-', '_' and '.'",
+            ));
         }
         if let Some(rev) = revision {
             if rev.contains("..") || rev.chars().any(|c| c.is_whitespace() || c == '\\') {
@@ -82,9 +84,15 @@ mod tests {
     #[test]
     fn parses_the_forms_users_type() {
         let r = RepoRef::parse("sdobson/nanochat").unwrap();
-        assert_eq!((r.repo.as_str(), r.revision.as_str(), r.explicit_revision), ("sdobson/nanochat", "main", false));
+        assert_eq!(
+            (r.repo.as_str(), r.revision.as_str(), r.explicit_revision),
+            ("sdobson/nanochat", "main", false)
+        );
         let r = RepoRef::parse("hf:karpathy/nanochat-d32@v1.0").unwrap();
-        assert_eq!((r.repo.as_str(), r.revision.as_str(), r.explicit_revision), ("karpathy/nanochat-d32", "v1.0", true));
+        assert_eq!(
+            (r.repo.as_str(), r.revision.as_str(), r.explicit_revision),
+            ("karpathy/nanochat-d32", "v1.0", true)
+        );
         let r = RepoRef::parse("https://huggingface.co/sdobson/nanochat/").unwrap();
         assert_eq!(r.repo, "sdobson/nanochat");
         assert_eq!(r.file_key(), "sdobson--nanochat");
@@ -92,7 +100,9 @@ mod tests {
 
     #[test]
     fn refuses_malformed_names() {
-        for bad in ["nanochat", "a/b/c", "/x", "a/", "a b/c", "a/b@", "../x/y", "a/b@x..y"] {
+        for bad in [
+            "nanochat", "a/b/c", "/x", "a/", "a b/c", "a/b@", "../x/y", "a/b@x..y",
+        ] {
             let err = RepoRef::parse(bad).unwrap_err().to_string();
             assert!(err.contains(bad), "{bad}: {err}");
         }

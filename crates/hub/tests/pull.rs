@@ -14,7 +14,14 @@ const REPO: &str = "tiny/nanochat";
 
 fn hub_with_release() -> FakeHub {
     let hub = FakeHub::start();
-    hub.add_repo(REPO, HubRepo { commit: "a".repeat(40), files: tiny_release(), token: None });
+    hub.add_repo(
+        REPO,
+        HubRepo {
+            commit: "a".repeat(40),
+            files: tiny_release(),
+            token: None,
+        },
+    );
     hub
 }
 
@@ -22,12 +29,24 @@ fn options(repo: &str) -> PullOptions {
     PullOptions::new(RepoRef::parse(repo).unwrap())
 }
 
-fn pull_from(hub: &FakeHub, base: &Path, options: &PullOptions) -> Result<nanochat_hub::Pulled, HubError> {
-    pull(base, &HubClient::new(&hub.endpoint(), None), options, &SilentProgress)
+fn pull_from(
+    hub: &FakeHub,
+    base: &Path,
+    options: &PullOptions,
+) -> Result<nanochat_hub::Pulled, HubError> {
+    pull(
+        base,
+        &HubClient::new(&hub.endpoint(), None),
+        options,
+        &SilentProgress,
+    )
 }
 
 fn file_requests(hub: &FakeHub) -> usize {
-    hub.requests().iter().filter(|r| !r.path.starts_with("/api/")).count()
+    hub.requests()
+        .iter()
+        .filter(|r| !r.path.starts_with("/api/"))
+        .count()
 }
 
 fn release_file(name: &str) -> HubFile {
@@ -41,17 +60,34 @@ fn fresh_pull_installs_the_release_where_nanochat_looks() {
     let pulled = pull_from(&hub, &base, &options(REPO)).unwrap();
     let dir = base.join("chatsft_checkpoints/d3");
     assert_eq!(pulled.dir, dir);
-    assert_eq!((pulled.step, pulled.downloaded_files, pulled.up_to_date), (650, 4, false));
+    assert_eq!(
+        (pulled.step, pulled.downloaded_files, pulled.up_to_date),
+        (650, 4, false)
+    );
     for file in tiny_release().iter().filter(|f| f.path != "README.md") {
-        assert_eq!(std::fs::read(dir.join(&file.path)).unwrap(), *file.bytes, "{}", file.path);
+        assert_eq!(
+            std::fs::read(dir.join(&file.path)).unwrap(),
+            *file.bytes,
+            "{}",
+            file.path
+        );
     }
     assert!(!dir.join("README.md").exists());
-    assert_eq!(std::fs::read(base.join("tokenizer/tokenizer.pkl")).unwrap(), *release_file("tokenizer.pkl").bytes);
+    assert_eq!(
+        std::fs::read(base.join("tokenizer/tokenizer.pkl")).unwrap(),
+        *release_file("tokenizer.pkl").bytes
+    );
     let found = checkpoint_in_dir(&dir, None).unwrap();
-    assert_eq!((found.step, found.weights), (650, dir.join("model_000650.pt")));
+    assert_eq!(
+        (found.step, found.weights),
+        (650, dir.join("model_000650.pt"))
+    );
     // The LFS file came through the CDN redirect; no part files are left.
     assert!(hub.requests().iter().any(|r| r.path.starts_with("/cdn/")));
-    let leftovers: Vec<_> = walk(&base).into_iter().filter(|p| p.ends_with(".part")).collect();
+    let leftovers: Vec<_> = walk(&base)
+        .into_iter()
+        .filter(|p| p.ends_with(".part"))
+        .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -73,22 +109,41 @@ fn an_interrupted_download_resumes_with_range() {
     let model = release_file("model_000650.pt");
     hub.cut_next_transfer("model_000650.pt", 100_000);
     let err = pull_from(&hub, &base, &options(REPO)).unwrap_err();
-    assert!(matches!(err, HubError::Interrupted { done: 100_000, .. }), "{err}");
+    assert!(
+        matches!(err, HubError::Interrupted { done: 100_000, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("again to resume"), "{err}");
     let part = base.join(".pulls/tiny--nanochat/model_000650.pt.part");
     assert_eq!(std::fs::metadata(&part).unwrap().len(), 100_000);
-    assert!(!base.join("chatsft_checkpoints/d3/meta_000650.json").exists(), "nothing installed yet");
+    assert!(
+        !base
+            .join("chatsft_checkpoints/d3/meta_000650.json")
+            .exists(),
+        "nothing installed yet"
+    );
 
     let pulled = pull_from(&hub, &base, &options(REPO)).unwrap();
     let dir = base.join("chatsft_checkpoints/d3");
-    assert_eq!(std::fs::read(dir.join("model_000650.pt")).unwrap(), *model.bytes);
+    assert_eq!(
+        std::fs::read(dir.join("model_000650.pt")).unwrap(),
+        *model.bytes
+    );
     // The Range header goes to the hub and along its redirect to the CDN.
-    let ranges: Vec<_> = hub.requests().into_iter().filter(|r| r.path.starts_with("/cdn/")).filter_map(|r| r.range).collect();
+    let ranges: Vec<_> = hub
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.starts_with("/cdn/"))
+        .filter_map(|r| r.range)
+        .collect();
     assert_eq!(ranges, vec!["bytes=100000-".to_string()]);
     // Every byte of the model crossed the wire once.
     assert_eq!(hub.bytes_served("model_000650.pt"), model.bytes.len());
     // The meta, verified before the interruption, was not fetched again.
-    assert_eq!(pulled.downloaded_bytes as usize, model.bytes.len() - 100_000 + other_bytes(&["model_000650.pt", "meta_000650.json"]));
+    assert_eq!(
+        pulled.downloaded_bytes as usize,
+        model.bytes.len() - 100_000 + other_bytes(&["model_000650.pt", "meta_000650.json"])
+    );
     assert!(!part.exists());
 }
 
@@ -105,19 +160,29 @@ fn other_bytes(except: &[&str]) -> usize {
 fn corrupted_bytes_are_caught_by_the_hash_and_deleted() {
     let hub = hub_with_release();
     let base = scratch_dir("hub-corrupt");
-    for (file, check) in [("model_000650.pt", "sha256"), ("tokenizer.pkl", "git blob sha1")] {
+    for (file, check) in [
+        ("model_000650.pt", "sha256"),
+        ("tokenizer.pkl", "git blob sha1"),
+    ] {
         hub.corrupt_next_transfer(file);
         let err = pull_from(&hub, &base, &options(REPO)).unwrap_err();
         match &err {
-            HubError::Mismatch { file: f, check: c, .. } => assert_eq!((f.as_str(), *c), (file, check)),
+            HubError::Mismatch {
+                file: f, check: c, ..
+            } => assert_eq!((f.as_str(), *c), (file, check)),
             other => panic!("{file}: expected a mismatch, got {other}"),
         }
         assert!(err.to_string().contains("deleted"), "{err}");
-        assert!(!base.join(format!(".pulls/tiny--nanochat/{file}.part")).exists());
+        assert!(!base
+            .join(format!(".pulls/tiny--nanochat/{file}.part"))
+            .exists());
         assert!(!base.join("chatsft_checkpoints/d3").join(file).exists());
     }
     pull_from(&hub, &base, &options(REPO)).unwrap();
-    assert_eq!(std::fs::read(base.join("chatsft_checkpoints/d3/tokenizer.pkl")).unwrap(), *release_file("tokenizer.pkl").bytes);
+    assert_eq!(
+        std::fs::read(base.join("chatsft_checkpoints/d3/tokenizer.pkl")).unwrap(),
+        *release_file("tokenizer.pkl").bytes
+    );
 }
 
 #[test]
@@ -126,7 +191,10 @@ fn unknown_repositories_and_revisions_say_so() {
     let base = scratch_dir("hub-404");
     let err = pull_from(&hub, &base, &options("nobody/nothing")).unwrap_err();
     assert!(matches!(err, HubError::RepoNotFound { .. }), "{err}");
-    assert!(err.to_string().contains("nobody/nothing was not found"), "{err}");
+    assert!(
+        err.to_string().contains("nobody/nothing was not found"),
+        "{err}"
+    );
     let err = pull_from(&hub, &base, &options("tiny/nanochat@v9")).unwrap_err();
     assert!(matches!(err, HubError::RevisionNotFound { .. }), "{err}");
     // A revision that is the commit works.
@@ -136,26 +204,56 @@ fn unknown_repositories_and_revisions_say_so() {
 #[test]
 fn private_repositories_need_the_token() {
     let hub = FakeHub::start();
-    hub.add_repo("me/secret", HubRepo { commit: "b".repeat(40), files: tiny_release(), token: Some("hf_right".into()) });
+    hub.add_repo(
+        "me/secret",
+        HubRepo {
+            commit: "b".repeat(40),
+            files: tiny_release(),
+            token: Some("hf_right".into()),
+        },
+    );
     let base = scratch_dir("hub-401");
     let client = |token: Option<&str>| HubClient::new(&hub.endpoint(), token.map(str::to_string));
     let err = pull(&base, &client(None), &options("me/secret"), &SilentProgress).unwrap_err();
-    assert!(matches!(err, HubError::Unauthorized { status: 401, .. }), "{err}");
+    assert!(
+        matches!(err, HubError::Unauthorized { status: 401, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("set HF_TOKEN"), "{err}");
-    let err = pull(&base, &client(Some("hf_wrong")), &options("me/secret"), &SilentProgress).unwrap_err();
+    let err = pull(
+        &base,
+        &client(Some("hf_wrong")),
+        &options("me/secret"),
+        &SilentProgress,
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("not allowed"), "{err}");
-    pull(&base, &client(Some("hf_right")), &options("me/secret"), &SilentProgress).unwrap();
+    pull(
+        &base,
+        &client(Some("hf_right")),
+        &options("me/secret"),
+        &SilentProgress,
+    )
+    .unwrap();
     // The token went to the hub but not along the redirect to the CDN.
     let requests = hub.requests();
-    assert!(requests.iter().any(|r| r.path.starts_with("/me/secret/resolve/") && r.authorization.is_some()));
-    assert!(requests.iter().filter(|r| r.path.starts_with("/cdn/")).all(|r| r.authorization.is_none()));
+    assert!(requests
+        .iter()
+        .any(|r| r.path.starts_with("/me/secret/resolve/") && r.authorization.is_some()));
+    assert!(requests
+        .iter()
+        .filter(|r| r.path.starts_with("/cdn/"))
+        .all(|r| r.authorization.is_none()));
 }
 
 #[test]
 fn offline_uses_the_cache_only() {
     let hub = hub_with_release();
     let base = scratch_dir("hub-offline");
-    let offline = PullOptions { offline: true, ..options(REPO) };
+    let offline = PullOptions {
+        offline: true,
+        ..options(REPO)
+    };
     let err = pull_from(&hub, &base, &offline).unwrap_err();
     assert!(matches!(err, HubError::NotCached { .. }), "{err}");
     assert!(hub.requests().is_empty(), "offline never asks the hub");
@@ -167,13 +265,33 @@ fn offline_uses_the_cache_only() {
     // A hub that cannot be reached: `nanochat pull` fails, serve/chat fall back to the cache.
     let dead = HubClient::new("http://127.0.0.1:9", None);
     let err = pull(&base, &dead, &options(REPO), &SilentProgress).unwrap_err();
-    assert!(err.is_network() && err.to_string().contains("--offline"), "{err}");
-    let fallback = PullOptions { cache_on_network_error: true, ..options(REPO) };
+    assert!(
+        err.is_network() && err.to_string().contains("--offline"),
+        "{err}"
+    );
+    let fallback = PullOptions {
+        cache_on_network_error: true,
+        ..options(REPO)
+    };
     let cached = pull(&base, &dead, &fallback, &SilentProgress).unwrap();
-    assert!(cached.from_cache && cached.notes[0].contains("cannot reach"), "{cached:?}");
+    assert!(
+        cached.from_cache && cached.notes[0].contains("cannot reach"),
+        "{cached:?}"
+    );
     // Offline with a revision other than the one cached is refused.
-    let err = pull_from(&hub, &base, &PullOptions { offline: true, ..options("tiny/nanochat@other") }).unwrap_err();
-    assert!(err.to_string().contains("cached copy is revision main"), "{err}");
+    let err = pull_from(
+        &hub,
+        &base,
+        &PullOptions {
+            offline: true,
+            ..options("tiny/nanochat@other")
+        },
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("cached copy is revision main"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -181,14 +299,23 @@ fn concurrent_pulls_of_one_repository_download_once() {
     let hub = hub_with_release();
     let base = scratch_dir("hub-concurrent");
     let results: Vec<_> = std::thread::scope(|scope| {
-        let pulls: Vec<_> = (0..2).map(|_| scope.spawn(|| pull_from(&hub, &base, &options(REPO)))).collect();
+        let pulls: Vec<_> = (0..2)
+            .map(|_| scope.spawn(|| pull_from(&hub, &base, &options(REPO))))
+            .collect();
         pulls.into_iter().map(|p| p.join().unwrap()).collect()
     });
     let pulled: Vec<_> = results.into_iter().map(Result::unwrap).collect();
-    assert_eq!(pulled.iter().filter(|p| p.up_to_date).count(), 1, "one waited and found the work done");
+    assert_eq!(
+        pulled.iter().filter(|p| p.up_to_date).count(),
+        1,
+        "one waited and found the work done"
+    );
     let model = release_file("model_000650.pt");
     assert_eq!(hub.bytes_served("model_000650.pt"), model.bytes.len());
-    assert_eq!(std::fs::read(base.join("chatsft_checkpoints/d3/model_000650.pt")).unwrap(), *model.bytes);
+    assert_eq!(
+        std::fs::read(base.join("chatsft_checkpoints/d3/model_000650.pt")).unwrap(),
+        *model.bytes
+    );
 }
 
 #[test]
@@ -199,15 +326,32 @@ fn a_different_file_in_the_way_is_never_replaced() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("model_000650.pt"), b"my own training run").unwrap();
     let err = pull_from(&hub, &base, &options(REPO)).unwrap_err();
-    assert!(matches!(err, HubError::Conflict { .. }) && err.to_string().contains("--tag d3-tiny"), "{err}");
-    assert_eq!(std::fs::read(dir.join("model_000650.pt")).unwrap(), b"my own training run");
+    assert!(
+        matches!(err, HubError::Conflict { .. }) && err.to_string().contains("--tag d3-tiny"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("model_000650.pt")).unwrap(),
+        b"my own training run"
+    );
     assert!(!dir.join("meta_000650.json").exists());
     // Elsewhere with --tag (the downloads made by the failed pull are reused).
     let served = hub.bytes_served("model_000650.pt");
-    let pulled = pull_from(&hub, &base, &PullOptions { tag: Some("d3-tiny".into()), ..options(REPO) }).unwrap();
+    let pulled = pull_from(
+        &hub,
+        &base,
+        &PullOptions {
+            tag: Some("d3-tiny".into()),
+            ..options(REPO)
+        },
+    )
+    .unwrap();
     assert_eq!(pulled.dir, base.join("chatsft_checkpoints/d3-tiny"));
     assert_eq!(hub.bytes_served("model_000650.pt"), served);
-    assert_eq!(std::fs::read(dir.join("model_000650.pt")).unwrap(), b"my own training run");
+    assert_eq!(
+        std::fs::read(dir.join("model_000650.pt")).unwrap(),
+        b"my own training run"
+    );
 }
 
 #[test]
@@ -217,9 +361,42 @@ fn a_different_shared_tokenizer_is_kept_and_reported() {
     std::fs::create_dir_all(base.join("tokenizer")).unwrap();
     std::fs::write(base.join("tokenizer/tokenizer.pkl"), b"another tokenizer").unwrap();
     let pulled = pull_from(&hub, &base, &options(REPO)).unwrap();
-    assert_eq!(std::fs::read(base.join("tokenizer/tokenizer.pkl")).unwrap(), b"another tokenizer");
-    assert!(pulled.notes.iter().any(|n| n.contains("different tokenizer; it was kept")), "{:?}", pulled.notes);
+    assert_eq!(
+        std::fs::read(base.join("tokenizer/tokenizer.pkl")).unwrap(),
+        b"another tokenizer"
+    );
+    assert!(
+        pulled
+            .notes
+            .iter()
+            .any(|n| n.contains("different tokenizer; it was kept")),
+        "{:?}",
+        pulled.notes
+    );
     assert!(pulled.dir.join("tokenizer.pkl").exists());
+}
+
+#[test]
+fn a_release_too_big_for_the_disk_is_refused_before_downloading() {
+    let hub = FakeHub::start();
+    let mut files = tiny_release();
+    let model = files
+        .iter_mut()
+        .find(|f| f.path == "model_000650.pt")
+        .unwrap();
+    model.listed_size = Some(1 << 60);
+    hub.add_repo(
+        REPO,
+        HubRepo {
+            commit: "e".repeat(40),
+            files,
+            token: None,
+        },
+    );
+    let err = pull_from(&hub, &scratch_dir("hub-disk"), &options(REPO)).unwrap_err();
+    assert!(matches!(err, HubError::NotEnoughSpace { .. }), "{err}");
+    assert!(err.to_string().contains("Free some space"), "{err}");
+    assert_eq!(file_requests(&hub), 0, "nothing was downloaded");
 }
 
 #[test]
@@ -229,10 +406,27 @@ fn a_repository_that_is_not_a_release_says_what_was_expected() {
         HubFile::new("config.json", b"{}".to_vec(), false),
         HubFile::new("model.safetensors", vec![0; 16], true),
     ];
-    hub.add_repo("hf/transformers-style", HubRepo { commit: "c".repeat(40), files, token: None });
-    let err = pull_from(&hub, &scratch_dir("hub-notrelease"), &options("hf/transformers-style")).unwrap_err();
+    hub.add_repo(
+        "hf/transformers-style",
+        HubRepo {
+            commit: "c".repeat(40),
+            files,
+            token: None,
+        },
+    );
+    let err = pull_from(
+        &hub,
+        &scratch_dir("hub-notrelease"),
+        &options("hf/transformers-style"),
+    )
+    .unwrap_err();
     let text = err.to_string();
-    assert!(text.contains("not a nanochat release") && text.contains("model_<step>.pt") && text.contains("config.json"), "{text}");
+    assert!(
+        text.contains("not a nanochat release")
+            && text.contains("model_<step>.pt")
+            && text.contains("config.json"),
+        "{text}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<String> {

@@ -31,7 +31,10 @@ pub enum CheckpointLocation {
     /// On disk.
     Local(CheckpointFiles),
     /// To be fetched before loading; `name` says from where (`hf:sdobson/nanochat`).
-    Remote { name: String, fetch: FetchCheckpoint },
+    Remote {
+        name: String,
+        fetch: FetchCheckpoint,
+    },
 }
 
 impl std::fmt::Debug for CheckpointLocation {
@@ -124,7 +127,9 @@ impl CheckpointBackend {
         };
         let eager = eager || prepared.is_none();
         // The context window, 0 until a remote checkpoint's meta is known.
-        let context = Arc::new(AtomicUsize::new(prepared.as_ref().map_or(0, |(_, (c, _))| *c)));
+        let context = Arc::new(AtomicUsize::new(
+            prepared.as_ref().map_or(0, |(_, (c, _))| *c),
+        ));
         let spec_max_queue = spec.max_queue;
         let (jobs, queue) = std_mpsc::channel::<Job>();
         if eager {
@@ -151,7 +156,10 @@ impl CheckpointBackend {
                             model: Some(Err(message.clone())),
                             load: Box::new(move || Err(message.clone())),
                         };
-                        let limits = BatchLimits { max_seqs: 1, kv_budget_tokens: 1 };
+                        let limits = BatchLimits {
+                            max_seqs: 1,
+                            kv_budget_tokens: 1,
+                        };
                         Scheduler::new(limits, worker_stats).run(queue, &mut failed);
                         return;
                     }

@@ -51,10 +51,14 @@ impl ModelEntry {
     ) -> Self {
         let (modified, weights) = match location {
             CheckpointLocation::Local(files) => (
-                std::fs::metadata(&files.weights).and_then(|m| m.modified()).ok(),
+                std::fs::metadata(&files.weights)
+                    .and_then(|m| m.modified())
+                    .ok(),
                 files.weights.display().to_string(),
             ),
-            CheckpointLocation::Remote { name, .. } => (Some(std::time::SystemTime::now()), name.clone()),
+            CheckpointLocation::Remote { name, .. } => {
+                (Some(std::time::SystemTime::now()), name.clone())
+            }
         };
         let created = modified
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
