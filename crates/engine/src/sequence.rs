@@ -34,28 +34,79 @@ use crate::sampling::{Sampler, SamplingParams};
 /// Checks a prompt and runs it through the model once: its cache (room for `room` more
 /// positions) and the logits (vocab) of its last position.
 pub fn prefill(model: &Gpt, prompt: &[u32], room: usize) -> Result<(KvCache, Vec<f32>)> {
-    if prompt.is_empty() {
-        return Err(EngineError::BadRequest(
-            "the prompt must not be empty".into(),
-        ));
+    let mut prefill = Prefill::new(model, prompt, room)?;
+    loop {
+        if let Some(done) = prefill.step(model, usize::MAX)? {
+            return Ok(done);
+        }
     }
-    let vocab = model.config().vocab_size as u32;
-    if let Some(bad) = prompt.iter().find(|&&t| t >= vocab) {
-        return Err(EngineError::BadRequest(format!(
-            "token id {bad} is outside the vocabulary ({vocab})"
-        )));
+}
+
+/// A prompt being prefilled in chunks, so a server can run decode steps of other sequences
+/// between them (chunked prefill): each [`Prefill::step`] feeds the next `chunk` tokens
+/// through the model on top of the cache, and the last one yields the cache and logits.
+pub struct Prefill {
+    prompt: Vec<u32>,
+    /// Prompt tokens already in the cache.
+    done: usize,
+    cache: Option<KvCache>,
+}
+
+impl Prefill {
+    /// Checks the prompt (non-empty, ids in the vocabulary, prompt + room within the rotary
+    /// table) and allocates its cache for prompt + `room` positions.
+    pub fn new(model: &Gpt, prompt: &[u32], room: usize) -> Result<Self> {
+        if prompt.is_empty() {
+            return Err(EngineError::BadRequest(
+                "the prompt must not be empty".into(),
+            ));
+        }
+        let vocab = model.config().vocab_size as u32;
+        if let Some(bad) = prompt.iter().find(|&&t| t >= vocab) {
+            return Err(EngineError::BadRequest(format!(
+                "token id {bad} is outside the vocabulary ({vocab})"
+            )));
+        }
+        let limit = model.config().rotary_len();
+        if prompt.len() + room > limit {
+            return Err(EngineError::BadRequest(format!(
+                "prompt ({}) + max_tokens ({room}) exceeds the model's {limit} positions",
+                prompt.len()
+            )));
+        }
+        Ok(Self {
+            prompt: prompt.to_vec(),
+            done: 0,
+            cache: Some(model.new_cache(1, prompt.len() + room)?),
+        })
     }
-    let limit = model.config().rotary_len();
-    if prompt.len() + room > limit {
-        return Err(EngineError::BadRequest(format!(
-            "prompt ({}) + max_tokens ({room}) exceeds the model's {limit} positions",
-            prompt.len()
-        )));
+
+    /// Prompt tokens not yet fed.
+    pub fn remaining(&self) -> usize {
+        self.prompt.len() - self.done
     }
-    let mut cache = model.new_cache(1, prompt.len() + room)?;
-    let ids = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), model.device())?;
-    let logits = model.forward_last(&ids, Some(&mut cache))?;
-    Ok((cache, logits.flatten_all()?.to_vec1()?))
+
+    /// Feeds up to `chunk` more tokens (at least one); after the last, the cache and the
+    /// logits (vocab) of the prompt's last position.
+    pub fn step(&mut self, model: &Gpt, chunk: usize) -> Result<Option<(KvCache, Vec<f32>)>> {
+        let cache = self
+            .cache
+            .as_mut()
+            .ok_or_else(|| EngineError::BadRequest("this prefill has already finished".into()))?;
+        let end = self.prompt.len().min(self.done + chunk.max(1));
+        let ids = &self.prompt[self.done..end];
+        let ids = Tensor::from_vec(ids.to_vec(), (1, ids.len()), model.device())?;
+        // Only the last chunk's last position needs the lm_head.
+        if end < self.prompt.len() {
+            model.forward_hidden(&ids, Some(cache), &mut |_, _| {})?;
+            self.done = end;
+            return Ok(None);
+        }
+        let logits = model.forward_last(&ids, Some(cache))?;
+        self.done = end;
+        let cache = self.cache.take().expect("checked above");
+        Ok(Some((cache, logits.flatten_all()?.to_vec1()?)))
+    }
 }
 
 /// What a sequence needs besides its prompt.

@@ -7,8 +7,8 @@
 //! 2. forget waiting requests whose client has left;
 //! 3. admit requests from the head of the queue, in arrival order, while their `n` sequences
 //!    fit in the free slots (`max_seqs`) and the KV budget: render the prompt, refuse it when
-//!    prompt + `max_tokens` exceeds the context (never clamped silently), prefill it once,
-//!    make one [`Sequence`] per choice, send `Started`;
+//!    prompt + `max_tokens` exceeds the context (never clamped silently), prefill it (in
+//!    chunks, see below), make one [`Sequence`] per choice, send `Started`;
 //! 4. sample one token for every running sequence (grammar mask, logprobs, stop sequences and
 //!    tool-call detection in its [`ChoiceOutput`]) and send it;
 //! 5. drop finished requests and those whose client left: their KV caches are freed now;
@@ -22,16 +22,22 @@
 //! `n × (prompt + max_tokens)` above the budget) is refused with a 400 naming the parameter.
 //! The queue itself holds at most `max_queue` requests; beyond that, 429 with `Retry-After`.
 //!
-//! A newly admitted prompt is prefilled between two decode steps, so a long prompt delays the
-//! running streams' next token by its prefill time (there is no chunked prefill yet).
+//! **Chunked prefill.** A prompt is fed to the model `prefill_chunk` tokens at a time. While
+//! other sequences are decoding, each turn of the loop prefills at most one chunk's worth of
+//! tokens before their decode step, so a long prompt delays the running streams by one chunk's
+//! time per token instead of its whole prefill; with nothing else running, chunks follow each
+//! other at once. Chunk boundaries depend only on the prompt (every `prefill_chunk` tokens), so
+//! a request's output never depends on what else was running. One request prefills at a time,
+//! keeping admission in arrival order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 
 use nanochat_engine::constraint::{Constraint, ConstraintFactory};
-use nanochat_engine::{decode_step, prefill, EngineError, Sequence, SequenceOptions};
+use nanochat_engine::{decode_step, EngineError, Prefill, Sequence, SequenceOptions};
 use nanochat_model::checkpoint::LoadedModel;
+use nanochat_model::KvCache;
 use nanochat_tokenizer::Tokenizer;
 
 use crate::api_error::ApiError;
@@ -57,6 +63,8 @@ pub struct BatchLimits {
     pub max_seqs: usize,
     /// KV positions that running sequences may reserve in all (`--kv-budget-tokens`).
     pub kv_budget_tokens: usize,
+    /// Prompt tokens fed per prefill chunk (`--prefill-chunk`).
+    pub prefill_chunk: usize,
 }
 
 /// The loaded model, its tokenizer and (built on first use) its grammar factory.
@@ -88,6 +96,16 @@ impl Prepared {
     }
 }
 
+/// An admitted request whose prompt is being prefilled, chunk by chunk.
+struct Prefilling {
+    job: Job,
+    prepared: Prepared,
+    prefill: Prefill,
+    /// KV positions reserved for its sequences.
+    reserved: usize,
+    guard: RunningGuard,
+}
+
 /// A request being generated.
 struct Running {
     events: EventSender,
@@ -111,6 +129,8 @@ pub(crate) struct Scheduler {
     limits: BatchLimits,
     stats: Arc<BackendStats>,
     waiting: VecDeque<Waiting>,
+    /// The admitted request being prefilled, if any (it counts as running).
+    prefilling: Option<Prefilling>,
     running: Vec<Running>,
 }
 
@@ -123,6 +143,7 @@ impl Scheduler {
             limits,
             stats,
             waiting: VecDeque::new(),
+            prefilling: None,
             running: Vec::new(),
         }
     }
@@ -132,7 +153,7 @@ impl Scheduler {
     pub fn run(mut self, queue: std_mpsc::Receiver<Job>, model: &mut LazyModel) {
         loop {
             // 1. New requests: wait for one when idle, else take what has arrived.
-            if self.running.is_empty() && self.waiting.is_empty() {
+            if self.running.is_empty() && self.waiting.is_empty() && self.prefilling.is_none() {
                 match queue.recv() {
                     Ok(job) => self.waiting.push_back(Waiting {
                         job,
@@ -178,19 +199,69 @@ impl Scheduler {
         }
     }
 
-    fn running_sequences(&self) -> usize {
+    /// Sequences decoding, not counting the request being prefilled.
+    fn decoding_sequences(&self) -> usize {
         self.running
             .iter()
             .map(|r| r.choices.iter().filter(|c| c.sequence.is_some()).count())
             .sum()
     }
 
-    fn reserved(&self) -> usize {
-        self.running.iter().map(|r| r.reserved).sum()
+    fn running_sequences(&self) -> usize {
+        self.decoding_sequences() + self.prefilling.as_ref().map_or(0, |p| p.job.request.n)
     }
 
-    /// Step 3: admits waiting requests in order while they fit.
+    fn reserved(&self) -> usize {
+        self.running.iter().map(|r| r.reserved).sum::<usize>()
+            + self.prefilling.as_ref().map_or(0, |p| p.reserved)
+    }
+
+    /// Step 3: admits waiting requests in order while they fit, and prefills them: one chunk's
+    /// worth of prompt tokens per turn while others decode, everything when nothing else runs.
     fn admit(&mut self, model: &mut Model) {
+        let chunk = self.limits.prefill_chunk.max(1);
+        let mut budget = chunk;
+        loop {
+            if self.prefilling.is_none() && !self.admit_one(model) {
+                break;
+            }
+            if self.prefilling.is_none() || (self.decoding_sequences() > 0 && budget == 0) {
+                break;
+            }
+            let prefilling = self.prefilling.as_mut().expect("checked above");
+            if prefilling.job.events.is_closed() {
+                self.prefilling = None; // the client left: its reservation is freed
+                self.stats.cancel();
+                continue;
+            }
+            let fed = prefilling.prefill.remaining().min(chunk);
+            budget = budget.saturating_sub(fed);
+            match prefilling.prefill.step(&model.loaded.model, chunk) {
+                Ok(None) => {}
+                Ok(Some((cache, logits))) => {
+                    let prefilling = self.prefilling.take().expect("checked above");
+                    match start(model, prefilling, cache, logits) {
+                        Ok(Some(running)) => self.running.push(running),
+                        Ok(None) => self.stats.cancel(), // the client left meanwhile
+                        Err((events, error)) => {
+                            let _ = events.send(Event::Failed(error));
+                        }
+                    }
+                }
+                Err(error) => {
+                    let prefilling = self.prefilling.take().expect("checked above");
+                    let _ = prefilling
+                        .job
+                        .events
+                        .send(Event::Failed(engine_error(error)));
+                }
+            }
+        }
+        self.publish_reserved();
+    }
+
+    /// Moves the head of the queue into `prefilling` if it fits; false if it cannot (yet).
+    fn admit_one(&mut self, model: &mut Model) -> bool {
         while let Some(head) = self.waiting.front_mut() {
             if head.prepared.is_none() {
                 match prepare(model, &head.job.request, self.limits) {
@@ -206,22 +277,31 @@ impl Scheduler {
             if self.running_sequences() + n > self.limits.max_seqs
                 || self.reserved() + need > self.limits.kv_budget_tokens
             {
-                return; // wait until running sequences finish
+                return false; // wait until running sequences finish
             }
             let Some(Waiting { job, prepared }) = self.waiting.pop_front() else {
-                return;
+                return false;
             };
             self.stats.waiting.fetch_sub(1, Ordering::SeqCst);
             let prepared = prepared.expect("prepared above");
-            match start(model, job, prepared, need, &self.stats) {
-                Ok(Some(running)) => self.running.push(running),
-                Ok(None) => self.stats.cancel(), // the client left during the prefill
-                Err((events, error)) => {
-                    let _ = events.send(Event::Failed(error));
+            let guard = self.stats.start();
+            match Prefill::new(&model.loaded.model, &prepared.prompt, prepared.max_tokens) {
+                Ok(prefill) => {
+                    self.prefilling = Some(Prefilling {
+                        job,
+                        prepared,
+                        prefill,
+                        reserved: need,
+                        guard,
+                    });
+                    return true;
+                }
+                Err(error) => {
+                    let _ = job.events.send(Event::Failed(engine_error(error)));
                 }
             }
         }
-        self.publish_reserved();
+        false
     }
 
     fn refuse_head(&mut self, error: ApiError) {
@@ -418,22 +498,22 @@ fn constrained(
         .map_err(|e| ApiError::invalid_request(format!("cannot use this schema: {e}"), Some(param)))
 }
 
-/// Prefills an admitted request and makes its choices; `Ok(None)` if its client has gone.
+/// Makes the choices of a request whose prefill has finished; `Ok(None)` if its client has
+/// gone.
 fn start(
     model: &Model,
-    job: Job,
-    prepared: Prepared,
-    reserved: usize,
-    stats: &Arc<BackendStats>,
+    prefilling: Prefilling,
+    cache: KvCache,
+    logits: Vec<f32>,
 ) -> Result<Option<Running>, (EventSender, ApiError)> {
-    let Job { request, events } = job;
-    let guard = stats.start();
+    let Prefilling {
+        job: Job { request, events },
+        prepared,
+        reserved,
+        guard,
+        ..
+    } = prefilling;
     let fail = |events: EventSender, e: EngineError| (events, engine_error(e));
-    let (cache, logits) = match prefill(&model.loaded.model, &prepared.prompt, prepared.max_tokens)
-    {
-        Ok(prefilled) => prefilled,
-        Err(e) => return Err(fail(events, e)),
-    };
     let specials = match model.tokenizer.special_ids() {
         Ok(specials) => specials,
         Err(e) => return Err((events, internal(e))),

@@ -1,6 +1,6 @@
 //! Continuous batching of a checkpoint model: concurrent greedy requests decoded together give
-//! the tokens each gets alone, and the KV budget makes requests wait (never fail) or refuses
-//! one that could never fit.
+//! the tokens each gets alone, the KV budget makes requests wait (never fail) or refuses one
+//! that could never fit, and a long prompt is prefilled in chunks between decode steps.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -197,4 +197,46 @@ async fn choices_of_one_request_are_sequences_of_the_batch() {
     assert_eq!(finished, 3);
     let texts: Vec<&String> = texts.values().collect();
     assert!(texts.windows(2).all(|w| w[0] == w[1]), "{texts:?}");
+}
+
+#[test]
+fn a_long_prompt_is_prefilled_in_chunks_between_decode_steps() {
+    // Chunks of 4 tokens: a ~130-token prompt takes 30+ turns of the loop to prefill.
+    let backend = support::sft_d2_backend(|spec| {
+        spec.max_seqs = 2;
+        spec.prefill_chunk = 4;
+    });
+    let (tx, mut streaming) = mpsc::unbounded_channel();
+    backend.submit(greedy("Tell me a story.", 400), tx);
+    // Then a long prompt; what the first stream got before it was submitted does not count.
+    let before = streaming.len();
+    let (tx, mut long) = mpsc::unbounded_channel();
+    backend.submit(greedy(&"why is the sky blue? ".repeat(12), 2), tx);
+    // The scheduler sends events from one thread, in order: when the long request's `Started`
+    // shows, every token the first stream got before it is already in its channel.
+    let mut tokens_seen = 0;
+    let during_prefill = loop {
+        match long.try_recv() {
+            Ok(Event::Started { .. }) => break tokens_seen + streaming.len() - before,
+            Ok(Event::Failed(error)) => panic!("the long request failed: {error:?}"),
+            Ok(_) => {}
+            Err(mpsc::error::TryRecvError::Empty) => {}
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                panic!("the long request never started")
+            }
+        }
+        while let Ok(event) = streaming.try_recv() {
+            if let Event::Failed(error) = event {
+                panic!("the first request failed: {error:?}");
+            }
+            tokens_seen += 1;
+        }
+        std::thread::yield_now();
+    };
+    // Measured: 35–40 with chunks of 4; 1–7 when the prompt is prefilled in one go.
+    assert!(
+        during_prefill >= 20,
+        "the running stream got {during_prefill} events while the long prompt was prefilled: \
+         its decode steps should go on between the prompt's chunks"
+    );
 }
