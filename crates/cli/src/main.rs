@@ -52,6 +52,12 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    // candle runs elementwise ops of ≥64K values on its own thread pool, whose workers spin
+    // after each op and take a core from the matmul threads (rayon's pool, which does the
+    // heavy work). One candle thread runs those ops inline. A user's setting is kept.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     if let Some(threads) = cli.threads {
         // candle's GEMM reads RAYON_NUM_THREADS; our kernels and quantised matmuls use rayon's
         // global pool. Both are set before any model work starts.
