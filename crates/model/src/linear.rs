@@ -5,9 +5,14 @@
 //!   call whatever the row count — candle's f32 matmul packs the weights on each call and its
 //!   bf16 matmul widens the whole weight to f32 first. Many rows (prefill) use candle's GEMM for
 //!   f32; bf16 stays on our kernel, which is compute-bound there.
-//! * `q8_0` and `q4k` are ggml block formats run by candle's quantised matmul (AVX-512 VNNI
-//!   repacked on this kind of CPU). Activations go in and out as f32 (ggml quantises them inside
-//!   its dot products). A weight whose input width is not a
+//! * `q8_0` weights are repacked at load into our kernel's tiled layout
+//!   ([`kernels::Q8_0Weight`]: the ggml bytes reordered, same size) and only that is kept; the
+//!   ggml blocks are rebuilt when a checkpoint is saved. The kernel runs on rayon's pool and
+//!   reads each weight byte once per call; candle's q8_0 matmul spins its own thread pool
+//!   against rayon's and re-reads the weight every 4 rows.
+//! * `q4k` is run by candle's quantised matmul (AVX-512 VNNI repacked on this kind of CPU).
+//!   Activations go in and out as f32 (both quantise them to int8 per block inside their dot
+//!   products). A weight whose input width is not a
 //!   multiple of the block (256 for q4k, 32 for q8_0) falls back to the next finer format
 //!   (q4k → q8_0 → bf16), so any model shape loads.
 //! * Embeddings are not matmuls: they stay f32 in an f32 model and bf16 otherwise (nanochat's own
@@ -106,11 +111,14 @@ pub struct Linear {
 enum LinearWeight {
     /// (out_features, in_features), f32 or bf16.
     Dense(Tensor),
-    /// (out_features, in_features) in ggml blocks; the QTensor is kept to save it.
+    /// (out_features, in_features) in ggml blocks other than q8_0; the QTensor is kept to save
+    /// it.
     Quantized {
         qtensor: Arc<QTensor>,
         matmul: QMatMul,
     },
+    /// (out_features, in_features) q8_0, in our kernel's layout.
+    Q8_0(Arc<kernels::Q8_0Weight>),
 }
 
 impl Linear {
@@ -127,6 +135,15 @@ impl Linear {
     /// A quantised layer; the tensor's shape is (out, in).
     pub fn from_qtensor(qtensor: Arc<QTensor>) -> Result<Self> {
         let (out_dim, in_dim) = qtensor.shape().dims2()?;
+        if qtensor.dtype() == GgmlDType::Q8_0 {
+            let packed = kernels::Q8_0Weight::from_ggml(&qtensor.data()?, out_dim, in_dim)
+                .map_err(|e| ModelError::BadInput(format!("q8_0 weight: {e}")))?;
+            return Ok(Self {
+                weight: LinearWeight::Q8_0(Arc::new(packed)),
+                in_dim,
+                out_dim,
+            });
+        }
         let matmul = QMatMul::from_arc(qtensor.clone())?;
         Ok(Self {
             weight: LinearWeight::Quantized { qtensor, matmul },
@@ -157,7 +174,19 @@ impl Linear {
                 .collect::<candle_core::Result<_>>()?;
             return Linear::from_weight(Tensor::cat(&weights, 0)?);
         }
-        let quantized: Option<Vec<&Arc<QTensor>>> = parts.iter().map(|p| p.qtensor()).collect();
+        let q8: Option<Vec<&kernels::Q8_0Weight>> = parts
+            .iter()
+            .map(|p| match &p.weight {
+                LinearWeight::Q8_0(w) => Some(&**w),
+                _ => None,
+            })
+            .collect();
+        if let Some(q8) = q8 {
+            let stacked = kernels::Q8_0Weight::stack(&q8)
+                .map_err(|e| ModelError::BadInput(format!("Linear::stack: {e}")))?;
+            return Ok(Linear::from_q8_0(stacked));
+        }
+        let quantized: Option<Vec<Arc<QTensor>>> = parts.iter().map(|p| p.qtensor()).collect();
         match quantized {
             Some(qs) if qs.iter().all(|q| q.dtype() == qs[0].dtype()) => {
                 // Rows are whole blocks (the input width is a multiple of the block size), so
@@ -189,6 +218,11 @@ impl Linear {
         }
         match &self.weight {
             LinearWeight::Dense(w) => Linear::from_weight(w.narrow(0, start, len)?),
+            LinearWeight::Q8_0(w) => {
+                Ok(Linear::from_q8_0(w.rows(start, len).map_err(|e| {
+                    ModelError::BadInput(format!("Linear::rows: {e}"))
+                })?))
+            }
             LinearWeight::Quantized { qtensor, .. } => {
                 let format = qtensor.dtype();
                 let row_bytes = self.in_dim / format.block_size() * format.type_size();
@@ -204,14 +238,33 @@ impl Linear {
     pub fn weight(&self) -> Option<&Tensor> {
         match &self.weight {
             LinearWeight::Dense(w) => Some(w),
-            LinearWeight::Quantized { .. } => None,
+            LinearWeight::Quantized { .. } | LinearWeight::Q8_0(_) => None,
         }
     }
 
-    /// The quantised weight; `None` for a dense layer.
-    pub fn qtensor(&self) -> Option<&Arc<QTensor>> {
+    /// A q8_0 layer from our kernel's weight.
+    fn from_q8_0(weight: kernels::Q8_0Weight) -> Self {
+        Self {
+            in_dim: weight.k(),
+            out_dim: weight.n(),
+            weight: LinearWeight::Q8_0(Arc::new(weight)),
+        }
+    }
+
+    /// The quantised weight in ggml blocks; `None` for a dense layer. A q8_0 weight is rebuilt
+    /// from our kernel's layout on each call (for saving; it is not kept).
+    pub fn qtensor(&self) -> Option<Arc<QTensor>> {
         match &self.weight {
-            LinearWeight::Quantized { qtensor, .. } => Some(qtensor),
+            LinearWeight::Quantized { qtensor, .. } => Some(qtensor.clone()),
+            LinearWeight::Q8_0(w) => {
+                let bytes = Cow::Owned(w.to_ggml());
+                // The bytes are whole q8_0 blocks of an (out, in) tensor by construction.
+                let storage = QStorage::from_data(bytes, &Device::Cpu, GgmlDType::Q8_0)
+                    .expect("q8_0 blocks rebuilt from a valid layout");
+                let tensor = QTensor::new(storage, (self.out_dim, self.in_dim))
+                    .expect("q8_0 blocks rebuilt from a valid layout");
+                Some(Arc::new(tensor))
+            }
             LinearWeight::Dense(_) => None,
         }
     }
@@ -221,6 +274,7 @@ impl Linear {
         match &self.weight {
             LinearWeight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
             LinearWeight::Quantized { qtensor, .. } => qtensor.storage_size_in_bytes(),
+            LinearWeight::Q8_0(w) => w.size_in_bytes(),
         }
     }
 
@@ -245,6 +299,22 @@ impl Linear {
                     .to_dtype(DType::F32)?,
             },
             LinearWeight::Quantized { matmul, .. } => matmul.forward(&x2)?,
+            LinearWeight::Q8_0(w) => {
+                let x2 = x2.contiguous()?;
+                let (storage, layout) = x2.storage_and_layout();
+                let xs = match (&*storage, layout.contiguous_offsets()) {
+                    (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
+                    _ => {
+                        return Err(ModelError::BadInput(
+                            "linear: expected contiguous f32 inputs on the CPU".into(),
+                        ))
+                    }
+                };
+                let mut y = vec![0f32; rows * self.out_dim];
+                w.matmul(xs, &mut y, rows)
+                    .map_err(|e| ModelError::BadInput(format!("linear: {e}")))?;
+                Tensor::from_vec(y, (rows, self.out_dim), x.device())?
+            }
         };
         let mut out_dims = dims;
         *out_dims.last_mut().expect("checked above") = self.out_dim;

@@ -64,13 +64,15 @@ fn drift(reference: &[Vec<f32>], other: &[Vec<f32>]) -> Drift {
 
 /// Bounds per format: (max |Δ|, mean |Δ|, min top-1 agreement), the worst measured drift of
 /// any model here with a margin of about 1.5×. Measured (max / mean / top-1):
-/// bf16 0.132 / 0.018 / 99.2%, q8_0 0.681 / 0.077 / 95.8%, q4k 2.10 / 0.273 / 62.5% (the
-/// random d20-shaped model, whose nearly flat logits make its top token fragile; the fixture
-/// models agree on ≥ 92.4%). q8_0 and q4k also quantise the activations (ggml's dot products).
+/// bf16 0.182 / 0.024 / 95.8%, q8_0 0.641 / 0.077 / 95.8%, q4k 2.06 / 0.273 / 62.5%. The
+/// lowest agreements are the random d20-shaped model's (24 positions: one flip is 4.2%), whose
+/// nearly flat logits make its top token fragile; the fixture models agree on ≥ 99.2% (bf16),
+/// ≥ 96.4% (q8_0), ≥ 91.2% (q4k). bf16 prefill rounds activations to bf16 (the vdpbf16ps
+/// kernel, as PyTorch bf16 models do); q8_0 and q4k quantise the activations to 8 bits.
 fn bounds(dtype: WeightDType) -> (f32, f32, f32) {
     match dtype {
         WeightDType::F32 => (0.0, 0.0, 1.0),
-        WeightDType::Bf16 => (0.2, 0.03, 0.97),
+        WeightDType::Bf16 => (0.3, 0.04, 0.95),
         WeightDType::Q8_0 => (1.0, 0.12, 0.9),
         WeightDType::Q4K => (3.0, 0.4, 0.5),
     }

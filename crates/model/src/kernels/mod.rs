@@ -1,5 +1,6 @@
-//! CPU matmul kernels for decode: `y = x · wᵀ` with few rows of f32 activations `x` and a
-//! row-major `(n, k)` weight `w` in bf16 or f32 (nn.Linear's layout).
+//! CPU matmul kernels: `y = x · wᵀ` with f32 activations `x` and a row-major `(n, k)` weight `w`
+//! in bf16 or f32 (nn.Linear's layout). Built for decode (few rows); bf16 prefill (many rows)
+//! has its own compute-bound path where the CPU has AVX512_BF16 (below).
 //!
 //! Why our own: at decode the work is memory-bound, so the time is the time to stream the weight
 //! from DRAM once. candle's bf16 matmul widens the *whole* weight to f32 on every call (≈5 GB/s),
@@ -11,12 +12,27 @@
 //!
 //! Dispatch is at run time (no `target-cpu` flags): AVX-512 (F+BW+VL) if present, else AVX2+FMA,
 //! else a portable loop that the compiler auto-vectorises (also the path on non-x86 targets);
-//! `NANOCHAT_KERNEL=avx2` (or `portable`) forces a slower path, for comparisons.
+//! `NANOCHAT_KERNEL=avx512` (or `avx2`, `portable`) forces a slower path, for comparisons.
 //! The weight rows are split into blocks run on rayon's global pool (its size is the caller's
 //! choice), each thread writing disjoint columns of `y`.
+//!
+//! bf16 prefill (`avx512bf16`, the default where the CPU has AVX512_BF16): from
+//! [`BF16_DOT_MIN_ROWS`] rows up, x is rounded to bf16 once per call and multiplied with
+//! `vdpbf16ps` ([`x86_bf16dot`]), twice the arithmetic per instruction of the f32 FMAs the
+//! widening kernel is bound by there. This is what PyTorch does in a bf16 model (activations are
+//! bf16 tensors): each x element gets a relative error ≤ 2⁻⁸, so an output is off by at most
+//! about 2⁻⁸·Σ|x·w| (products and sums are exact / f32) — the precision of the bf16 weights
+//! themselves. Fewer rows (decode, batched decode) are bandwidth-bound, gain nothing from it, and
+//! keep the exact-x widening kernel. `NANOCHAT_KERNEL=avx512` turns the bf16 path off.
 
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_bf16dot;
+mod q8_0;
+#[cfg(target_arch = "x86_64")]
+mod q8_0_x86;
+pub use q8_0::{q8_0_path, q8_0_paths, Q8_0Weight};
 
 use std::sync::OnceLock;
 
@@ -60,22 +76,66 @@ pub fn matmul_f32_nt(
     matmul_on(detect(), Tuning::DEFAULT, x, w, y, m, k, n)
 }
 
-/// Which path runs on this CPU: "avx512", "avx2" or "portable" (for the bench's printout).
+/// bf16 weights from this many x rows up take the bf16-dot path (where the CPU has it).
+///
+/// The dot path computes whole 16-row panels, so it costs the same from 1 to 16 rows. Measured
+/// on Zen 4 (`kernel_bench prefill ms=…`, d20 MLP shapes, weights from DRAM) against the
+/// widening kernel: 1.1–1.2× slower at 8 rows (bandwidth-bound there, and padded), even at 9,
+/// 1.15–1.2× faster at 12, 1.4–1.7× at 16 and 1.7–2× from 32. Below 16 the gain is small and
+/// those row counts are batched decode (the server's default is 8 sequences; up to 15 keep
+/// exact activations too), so the switch is where a panel is full.
+pub const BF16_DOT_MIN_ROWS: usize = 16;
+
+/// As [`matmul_bf16_nt`] on the named path (one of [`kernel_paths`]), for benchmarks; a name
+/// that is unknown or unsupported here runs the detected path.
+pub fn matmul_bf16_nt_on(
+    path: &str,
+    x: &[f32],
+    w: &[bf16],
+    y: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Result<(), KernelError> {
+    let path = Path::ALL
+        .into_iter()
+        .find(|p| p.name() == path && p.supported())
+        .unwrap_or_else(detect);
+    matmul_on(path, Tuning::DEFAULT, x, w, y, m, k, n)
+}
+
+/// Which path runs on this CPU: "avx512bf16", "avx512", "avx2" or "portable" (for printouts).
 pub fn kernel_path() -> &'static str {
     detect().name()
+}
+
+/// The paths this CPU supports, fastest first.
+pub fn kernel_paths() -> Vec<&'static str> {
+    Path::ALL
+        .into_iter()
+        .filter(|p| p.supported())
+        .map(Path::name)
+        .collect()
 }
 
 /// An implementation of the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
+    /// [`Path::Avx512`], plus the bf16-dot kernel for bf16 weights from
+    /// [`Tuning::bf16_dot_min_rows`] rows up.
+    Avx512Bf16,
     Avx512,
     Avx2,
     Portable,
 }
 
 impl Path {
+    /// Every path, fastest first.
+    const ALL: [Path; 4] = [Path::Avx512Bf16, Path::Avx512, Path::Avx2, Path::Portable];
+
     fn name(self) -> &'static str {
         match self {
+            Path::Avx512Bf16 => "avx512bf16",
             Path::Avx512 => "avx512",
             Path::Avx2 => "avx2",
             Path::Portable => "portable",
@@ -86,6 +146,8 @@ impl Path {
     fn supported(self) -> bool {
         match self {
             Path::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Path::Avx512Bf16 => Path::Avx512.supported() && is_x86_feature_detected!("avx512bf16"),
             #[cfg(target_arch = "x86_64")]
             Path::Avx512 => {
                 is_x86_feature_detected!("avx512f")
@@ -100,12 +162,12 @@ impl Path {
     }
 }
 
-/// The path to run (decided once): `NANOCHAT_KERNEL=avx512|avx2|portable` if set and supported
-/// (for benchmarking and debugging), else the fastest one this CPU supports.
+/// The path to run (decided once): `NANOCHAT_KERNEL=avx512bf16|avx512|avx2|portable` if set and
+/// supported (for benchmarking and debugging), else the fastest one this CPU supports.
 fn detect() -> Path {
     static PATH: OnceLock<Path> = OnceLock::new();
     *PATH.get_or_init(|| {
-        let all = [Path::Avx512, Path::Avx2, Path::Portable];
+        let all = Path::ALL;
         let forced = std::env::var("NANOCHAT_KERNEL").ok();
         forced
             .and_then(|name| all.into_iter().find(|p| p.name() == name.trim()))
@@ -127,7 +189,12 @@ struct Tuning {
     blocks_per_thread: usize,
     /// Bytes of x kept hot per pass over a weight block: x rows are processed in groups of
     /// `max(32, x_bytes / (4k))`, so up to 32 rows the weights are read exactly once.
+    /// (The bf16-dot path holds x as bf16: groups of `max(32, x_bytes / (2k))` rows, rounded
+    /// down to whole 16-row panels.)
     x_bytes: usize,
+    /// bf16 weights with at least this many x rows take the bf16-dot path, if selected.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    bf16_dot_min_rows: usize,
 }
 
 impl Tuning {
@@ -136,10 +203,17 @@ impl Tuning {
         min_block_rows: 64,
         blocks_per_thread: 8,
         x_bytes: 512 << 10,
+        bf16_dot_min_rows: BF16_DOT_MIN_ROWS,
     };
 
     fn x_rows(&self, k: usize) -> usize {
         (self.x_bytes / (4 * k)).max(32)
+    }
+
+    /// Rows per x group on the bf16-dot path: a multiple of the 16-row panel, ≥ 32.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn x_rows_bf16(&self, k: usize) -> usize {
+        (self.x_bytes / (2 * k)).max(32) / 16 * 16
     }
 }
 
@@ -148,17 +222,26 @@ impl Tuning {
 trait Weight: Copy + Send + Sync + x86::W512 + x86::W256 {
     /// One weight row as f32: itself, or widened into `buf`.
     fn row_f32<'a>(row: &'a [Self], buf: &'a mut Vec<f32>) -> &'a [f32];
+    /// The weights as bf16, if that is their type (for the bf16-dot path).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn as_bf16(w: &[Self]) -> Option<&[bf16]>;
 }
 /// A weight element type: f32 or bf16.
 #[cfg(not(target_arch = "x86_64"))]
 trait Weight: Copy + Send + Sync {
     /// One weight row as f32: itself, or widened into `buf`.
     fn row_f32<'a>(row: &'a [Self], buf: &'a mut Vec<f32>) -> &'a [f32];
+    /// The weights as bf16, if that is their type (for the bf16-dot path).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn as_bf16(w: &[Self]) -> Option<&[bf16]>;
 }
 
 impl Weight for f32 {
     fn row_f32<'a>(row: &'a [f32], _buf: &'a mut Vec<f32>) -> &'a [f32] {
         row
+    }
+    fn as_bf16(_w: &[f32]) -> Option<&[bf16]> {
+        None
     }
 }
 
@@ -171,6 +254,9 @@ impl Weight for bf16 {
                 .map(|v| f32::from_bits((v.to_bits() as u32) << 16)),
         );
         buf
+    }
+    fn as_bf16(w: &[bf16]) -> Option<&[bf16]> {
+        Some(w)
     }
 }
 
@@ -238,6 +324,15 @@ fn matmul_on<W: Weight>(
     } else {
         Path::Portable
     };
+    #[cfg(target_arch = "x86_64")]
+    if path == Path::Avx512Bf16 && m >= tuning.bf16_dot_min_rows {
+        if let Some(w) = W::as_bf16(w) {
+            // SAFETY: the path is supported (checked above), so the CPU has AVX512_BF16; the
+            // lengths were checked and m, k, n > 0.
+            unsafe { x86_bf16dot::matmul(tuning, x, w, y, m, k, n) };
+            return Ok(());
+        }
+    }
     let out = OutPtr(y.as_mut_ptr());
     let x_rows = tuning.x_rows(k);
     // Weight rows [n0, n1) against every x row, x in groups of `x_rows`.
@@ -253,6 +348,14 @@ fn matmul_on<W: Weight>(
             i0 = i1;
         }
     };
+    split_rows(tuning, n, k, 16, run);
+    Ok(())
+}
+
+/// Runs `run(n0, n1)` over blocks of weight rows covering `[0, n)`: on the calling thread if the
+/// weight is small (or the pool has one thread), else in parallel blocks on rayon's pool, each a
+/// multiple of `align` rows (but the last).
+fn split_rows(tuning: Tuning, n: usize, k: usize, align: usize, run: impl Fn(usize, usize) + Sync) {
     let threads = rayon::current_num_threads();
     if threads <= 1 || n * k < tuning.par_min_elems || n < 2 * tuning.min_block_rows {
         run(0, n);
@@ -260,12 +363,11 @@ fn matmul_on<W: Weight>(
         let rows = n
             .div_ceil(threads * tuning.blocks_per_thread)
             .max(tuning.min_block_rows)
-            .next_multiple_of(16);
+            .next_multiple_of(align);
         (0..n.div_ceil(rows))
             .into_par_iter()
             .for_each(|b| run(b * rows, n.min((b + 1) * rows)));
     }
-    Ok(())
 }
 
 /// `y[i·ldy + r] = x_i · w_r` for `i < m`, `r < rows`.
@@ -286,7 +388,7 @@ unsafe fn block<W: Weight>(
 ) {
     match path {
         #[cfg(target_arch = "x86_64")]
-        Path::Avx512 => x86::block_avx512(x, w, y, m, k, ldy, rows),
+        Path::Avx512 | Path::Avx512Bf16 => x86::block_avx512(x, w, y, m, k, ldy, rows),
         #[cfg(target_arch = "x86_64")]
         Path::Avx2 => x86::block_avx2(x, w, y, m, k, ldy, rows),
         _ => block_portable(x, w, y, m, k, ldy, rows),
@@ -335,148 +437,4 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Deterministic values in [-1, 1) (xorshift64*).
-    fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..len)
-            .map(|_| {
-                s ^= s >> 12;
-                s ^= s << 25;
-                s ^= s >> 27;
-                let u = (s.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / (1u64 << 24) as f32;
-                2.0 * u - 1.0
-            })
-            .collect()
-    }
-
-    fn paths() -> Vec<Path> {
-        let p: Vec<Path> = [Path::Avx512, Path::Avx2, Path::Portable]
-            .into_iter()
-            .filter(|p| p.supported())
-            .collect();
-        eprintln!("kernel paths tested: {p:?} (detected: {})", kernel_path());
-        p
-    }
-
-    /// Tunings: the real one, and one where tiny shapes go parallel in 16-row blocks and x is
-    /// processed in groups of 32 rows whatever k.
-    const TUNINGS: [Tuning; 2] = [
-        Tuning::DEFAULT,
-        Tuning {
-            par_min_elems: 0,
-            min_block_rows: 16,
-            blocks_per_thread: 8,
-            x_bytes: 0,
-        },
-    ];
-
-    /// Checks every path and tuning against an f64 reference. Tolerance: the error of an f32
-    /// dot product summed in L ≤ 16 lanes is at most about (k/L + log2 L + tail) · 2⁻²⁴ · Σ|x·w|;
-    /// we allow (k/8 + 16) · 2⁻²⁴ · Σ|x·w| per output (f32 rounding only).
-    fn check_all<W: Weight>(to_w: fn(f32) -> W, from_w: fn(W) -> f64) {
-        let mut worst = 0f64;
-        for path in paths() {
-            for (t, tuning) in TUNINGS.into_iter().enumerate() {
-                for &(m, k, n) in &[
-                    (1, 37, 5),
-                    (3, 37, 130),
-                    (8, 1281, 130),
-                    (17, 64, 130),
-                    (1, 1280, 1),
-                    (17, 16, 5),
-                    (5, 8, 33),
-                    (2, 7, 3),
-                    (4, 300, 260),
-                ] {
-                    let x = values(m * k, (m * 1000 + k) as u64);
-                    let w: Vec<W> = values(n * k, (n * 7 + k) as u64)
-                        .into_iter()
-                        .map(to_w)
-                        .collect();
-                    let mut y = vec![f32::NAN; m * n];
-                    matmul_on(path, tuning, &x, &w, &mut y, m, k, n).unwrap();
-                    for i in 0..m {
-                        for j in 0..n {
-                            let (mut exact, mut scale) = (0f64, 0f64);
-                            for p in 0..k {
-                                let t = x[i * k + p] as f64 * from_w(w[j * k + p]);
-                                exact += t;
-                                scale += t.abs();
-                            }
-                            let err = (y[i * n + j] as f64 - exact).abs();
-                            let tol = (k as f64 / 8.0 + 16.0) * 2f64.powi(-24) * scale;
-                            assert!(
-                                err <= tol,
-                                "{path:?} tuning {t} m={m} k={k} n={n} y[{i},{j}]={} exact={exact} err={err:e} tol={tol:e}",
-                                y[i * n + j]
-                            );
-                            worst = worst.max(err / scale.max(f64::MIN_POSITIVE));
-                        }
-                    }
-                }
-            }
-        }
-        eprintln!("worst |err| / Σ|x·w| = {worst:e}");
-    }
-
-    #[test]
-    fn kernels_bf16_match_reference() {
-        check_all::<bf16>(bf16::from_f32, |v| v.to_f32() as f64);
-    }
-
-    #[test]
-    fn kernels_f32_match_reference() {
-        check_all::<f32>(|v| v, |v| v as f64);
-    }
-
-    /// The x-row grouping really splits (x_rows floors at 32, so use m > 32).
-    #[test]
-    fn kernels_split_x_rows() {
-        let (m, k, n) = (70, 19, 40);
-        let x = values(m * k, 1);
-        let w = values(n * k, 2);
-        let mut want = vec![0f32; m * n];
-        matmul_on(Path::Portable, Tuning::DEFAULT, &x, &w, &mut want, m, k, n).unwrap();
-        for path in paths() {
-            for tuning in TUNINGS {
-                let mut y = vec![f32::NAN; m * n];
-                matmul_on(path, tuning, &x, &w, &mut y, m, k, n).unwrap();
-                for (a, b) in y.iter().zip(&want) {
-                    assert!((a - b).abs() <= 1e-5, "{path:?}: {a} vs {b}");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn kernels_degenerate_shapes() {
-        let mut y = vec![1f32; 6];
-        matmul_f32_nt(&[], &[], &mut y, 2, 0, 3).unwrap();
-        assert_eq!(y, vec![0.0; 6]);
-        matmul_bf16_nt(&[], &[bf16::ONE; 4], &mut [], 0, 2, 2).unwrap();
-        matmul_f32_nt(&[1.0; 4], &[], &mut [], 2, 2, 0).unwrap();
-        assert!(["avx512", "avx2", "portable"].contains(&kernel_path()));
-    }
-
-    #[test]
-    fn kernels_reject_bad_lengths() {
-        let (x, w, mut y) = (vec![0f32; 6], vec![bf16::ZERO; 12], vec![0f32; 8]);
-        let (wf, mut yf) = (vec![0f32; 12], vec![0f32; 8]);
-        // m=2, k=3, n=4 is consistent.
-        matmul_bf16_nt(&x, &w, &mut y, 2, 3, 4).unwrap();
-        let e = matmul_bf16_nt(&x[..5], &w, &mut y, 2, 3, 4).unwrap_err();
-        assert_eq!((e.arg, e.got, e.expected), ("x", 5, 6));
-        assert!(e.to_string().contains("x has length 5, expected 6"), "{e}");
-        let e = matmul_bf16_nt(&x, &w[..11], &mut y, 2, 3, 4).unwrap_err();
-        assert_eq!(e.arg, "w");
-        let e = matmul_bf16_nt(&x, &w, &mut y[..7], 2, 3, 4).unwrap_err();
-        assert_eq!(e.arg, "y");
-        let e = matmul_f32_nt(&x, &wf[..3], &mut yf, 2, 3, 4).unwrap_err();
-        assert_eq!(e.arg, "w");
-        let e = matmul_f32_nt(&x, &wf, &mut yf, usize::MAX, 3, 4).unwrap_err();
-        assert_eq!(e.arg, "shape");
-    }
-}
+mod tests;
