@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
@@ -404,7 +404,7 @@ pub fn load_checkpoint(
     let builder_dtype = read_as.unwrap_or(source_dtype);
     let weights = Weights {
         vb: VarBuilder::from_tensors(map, builder_dtype, device),
-        quantized: Arc::new(stored.quantized),
+        quantized: Arc::new(Mutex::new(stored.quantized)),
         linear: dtype,
     };
     let model = Gpt::load(&config, &weights)

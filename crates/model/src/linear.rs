@@ -21,7 +21,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
 use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor};
@@ -362,7 +362,9 @@ impl Linear {
 #[derive(Clone)]
 pub struct Weights<'a> {
     pub vb: VarBuilder<'a>,
-    pub quantized: Arc<HashMap<String, Arc<QTensor>>>,
+    /// Taken out as each layer is built, so a stored tensor is freed once repacked (otherwise
+    /// loading a q8_0 checkpoint held both copies of every weight at its peak).
+    pub quantized: Arc<Mutex<HashMap<String, Arc<QTensor>>>>,
     pub linear: WeightDType,
 }
 
@@ -392,7 +394,12 @@ impl<'a> Weights<'a> {
     /// The linear layer `<prefix>.weight`, (out, in), in the requested format.
     pub fn linear(&self, in_dim: usize, out_dim: usize) -> Result<Linear> {
         let name = format!("{}.weight", self.vb.prefix());
-        if let Some(q) = self.quantized.get(&name) {
+        let stored = self
+            .quantized
+            .lock()
+            .map_err(|_| ModelError::BadInput("the quantised weights' lock is poisoned".into()))?
+            .remove(&name);
+        if let Some(q) = stored {
             let linear = Linear::from_qtensor(q.clone())?;
             if (linear.out_dim, linear.in_dim) != (out_dim, in_dim) {
                 return Err(ModelError::BadInput(format!(
