@@ -111,12 +111,11 @@ pub struct Linear {
 enum LinearWeight {
     /// (out_features, in_features), f32 or bf16.
     Dense(Tensor),
-    /// (out_features, in_features) in ggml blocks other than q8_0; the QTensor is kept to save
-    /// it.
-    Quantized {
-        qtensor: Arc<QTensor>,
-        matmul: QMatMul,
-    },
+    /// (out_features, in_features) in ggml blocks other than q8_0 (q4k), split by output rows
+    /// into one slice per compute thread, each (rows_i, in_features) with candle's matmul over
+    /// it: the slices run in parallel on rayon's pool and candle's own pool stays at one
+    /// thread (see the CLI's main). Slices concatenated in order are the whole tensor.
+    Quantized { parts: Vec<(Arc<QTensor>, QMatMul)> },
     /// (out_features, in_features) q8_0, in our kernel's layout.
     Q8_0(Arc<kernels::Q8_0Weight>),
 }
@@ -144,9 +143,25 @@ impl Linear {
                 out_dim,
             });
         }
-        let matmul = QMatMul::from_arc(qtensor.clone())?;
+        let format = qtensor.dtype();
+        let row_bytes = in_dim / format.block_size() * format.type_size();
+        let slices = rayon::current_num_threads().clamp(1, out_dim.max(1));
+        let parts = if slices == 1 {
+            vec![(qtensor.clone(), QMatMul::from_arc(qtensor)?)]
+        } else {
+            let data = qtensor.data()?;
+            let mut parts = Vec::with_capacity(slices);
+            for i in 0..slices {
+                let (start, end) = (out_dim * i / slices, out_dim * (i + 1) / slices);
+                let bytes = data[start * row_bytes..end * row_bytes].to_vec();
+                let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, format)?;
+                let part = Arc::new(QTensor::new(storage, (end - start, in_dim))?);
+                parts.push((part.clone(), QMatMul::from_arc(part)?));
+            }
+            parts
+        };
         Ok(Self {
-            weight: LinearWeight::Quantized { qtensor, matmul },
+            weight: LinearWeight::Quantized { parts },
             in_dim,
             out_dim,
         })
@@ -223,7 +238,8 @@ impl Linear {
                     ModelError::BadInput(format!("Linear::rows: {e}"))
                 })?))
             }
-            LinearWeight::Quantized { qtensor, .. } => {
+            LinearWeight::Quantized { .. } => {
+                let qtensor = self.qtensor().expect("a quantised layer");
                 let format = qtensor.dtype();
                 let row_bytes = self.in_dim / format.block_size() * format.type_size();
                 let data = qtensor.data()?;
@@ -255,7 +271,20 @@ impl Linear {
     /// from our kernel's layout on each call (for saving; it is not kept).
     pub fn qtensor(&self) -> Option<Arc<QTensor>> {
         match &self.weight {
-            LinearWeight::Quantized { qtensor, .. } => Some(qtensor.clone()),
+            LinearWeight::Quantized { parts } if parts.len() == 1 => Some(parts[0].0.clone()),
+            LinearWeight::Quantized { parts } => {
+                let format = parts[0].0.dtype();
+                let mut bytes = Vec::new();
+                for (part, _) in parts {
+                    bytes.extend_from_slice(&part.data().expect("CPU quantised storage"));
+                }
+                // Whole rows of one format, so the concatenation is the (out, in) tensor.
+                let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, format)
+                    .expect("blocks concatenated from valid slices");
+                let tensor = QTensor::new(storage, (self.out_dim, self.in_dim))
+                    .expect("blocks concatenated from valid slices");
+                Some(Arc::new(tensor))
+            }
             LinearWeight::Q8_0(w) => {
                 let bytes = Cow::Owned(w.to_ggml());
                 // The bytes are whole q8_0 blocks of an (out, in) tensor by construction.
@@ -273,7 +302,9 @@ impl Linear {
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             LinearWeight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
-            LinearWeight::Quantized { qtensor, .. } => qtensor.storage_size_in_bytes(),
+            LinearWeight::Quantized { parts } => {
+                parts.iter().map(|(q, _)| q.storage_size_in_bytes()).sum()
+            }
             LinearWeight::Q8_0(w) => w.size_in_bytes(),
         }
     }
@@ -298,7 +329,15 @@ impl Linear {
                     .matmul(&w.t()?)?
                     .to_dtype(DType::F32)?,
             },
-            LinearWeight::Quantized { matmul, .. } => matmul.forward(&x2)?,
+            LinearWeight::Quantized { parts } if parts.len() == 1 => parts[0].1.forward(&x2)?,
+            LinearWeight::Quantized { parts } => {
+                use rayon::prelude::*;
+                let outs: Vec<Tensor> = parts
+                    .par_iter()
+                    .map(|(_, matmul)| matmul.forward(&x2))
+                    .collect::<candle_core::Result<_>>()?;
+                Tensor::cat(&outs, 1)?
+            }
             LinearWeight::Q8_0(w) => {
                 let x2 = x2.contiguous()?;
                 let (storage, layout) = x2.storage_and_layout();
