@@ -95,7 +95,7 @@ fn run_checks(python: &Path, server: &Server, suite: &[&str]) -> Result<(), Stri
     command
         .arg(&script)
         .arg("--base-url")
-        .arg(&format!("{}/v1", server.origin))
+        .arg(format!("{}/v1", server.origin))
         .arg("--fixtures")
         .arg(fixtures_dir())
         .args(suite)

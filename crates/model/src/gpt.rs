@@ -462,7 +462,7 @@ impl Gpt {
         let raw = self.lm_head.forward(hidden)?;
         trace("lm_head_raw", &raw);
         let logits = match self.cfg.logit_softcap {
-            Some(cap) => softcap(&raw, cap as f32)?,
+            Some(cap) => softcap(&raw, cap)?,
             None => raw,
         };
         trace("logits", &logits);
