@@ -25,13 +25,13 @@
 //! themselves. Fewer rows (decode, batched decode) are bandwidth-bound, gain nothing from it, and
 //! keep the exact-x widening kernel. `NANOCHAT_KERNEL=avx512` turns the bf16 path off.
 
+mod q8_0;
+#[cfg(target_arch = "x86_64")]
+mod q8_0_x86;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_bf16dot;
-mod q8_0;
-#[cfg(target_arch = "x86_64")]
-mod q8_0_x86;
 pub use q8_0::{q8_0_path, q8_0_paths, Q8_0Weight};
 
 use std::sync::OnceLock;
