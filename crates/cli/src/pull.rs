@@ -114,7 +114,7 @@ pub fn run(args: PullArgs) -> Result<()> {
     let flag = Source::ALL
         .iter()
         .find(|s| s.dir_name() == stage)
-        .map(|s| format!("-i {} ", source_name(*s)))
+        .map(|s| format!("-i {} ", s.name()))
         .unwrap_or_default();
     println!("  chat with it:  nanochat chat {flag}-g {tag}");
     println!(
@@ -195,15 +195,6 @@ fn convert_beside(pulled: &Pulled, dtype: Option<WeightDType>) -> Result<()> {
 
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(10)]
-}
-
-fn source_name(source: Source) -> &'static str {
-    match source {
-        Source::Base => "base",
-        Source::Mid => "mid",
-        Source::Sft => "sft",
-        Source::Rl => "rl",
-    }
 }
 
 /// A progress bar per file on stderr (bytes, rate, ETA); hidden when stderr is not a terminal,

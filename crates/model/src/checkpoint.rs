@@ -38,6 +38,16 @@ pub enum Source {
 }
 
 impl Source {
+    /// `base`, `mid`, `sft` or `rl`, as `-i/--source` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Base => "base",
+            Source::Mid => "mid",
+            Source::Sft => "sft",
+            Source::Rl => "rl",
+        }
+    }
+
     pub fn dir_name(self) -> &'static str {
         match self {
             Source::Base => "base_checkpoints",
@@ -53,15 +63,10 @@ impl Source {
 impl std::str::FromStr for Source {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "base" => Ok(Source::Base),
-            "mid" => Ok(Source::Mid),
-            "sft" => Ok(Source::Sft),
-            "rl" => Ok(Source::Rl),
-            _ => Err(format!(
-                "unknown source {s:?} (expected base, mid, sft or rl)"
-            )),
-        }
+        Source::ALL
+            .into_iter()
+            .find(|source| source.name() == s)
+            .ok_or_else(|| format!("unknown source {s:?} (expected base, mid, sft or rl)"))
     }
 }
 

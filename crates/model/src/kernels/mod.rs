@@ -260,7 +260,8 @@ impl Weight for bf16 {
     }
 }
 
-/// The output pointer shared by the threads; each writes only its own columns.
+/// The output pointer shared by the threads (of every kernel here); each writes only its own
+/// elements.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
 // SAFETY: blocks write disjoint elements of y, and y outlives the parallel loop.

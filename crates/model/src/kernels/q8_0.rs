@@ -38,7 +38,7 @@ use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::q8_0_x86;
-use super::KernelError;
+use super::{KernelError, OutPtr};
 
 /// Values per q8_0 block.
 pub const BLOCK: usize = 32;
@@ -317,19 +317,6 @@ const PAR_MIN_BYTES: usize = 128 << 10;
 /// Parallel tasks per pool thread: several, so that a thread slowed by other load (the machine
 /// may be shared) has its tasks taken over by the others.
 const TASKS_PER_THREAD: usize = 4;
-
-/// The output pointer shared by the threads; each writes only its own columns.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint elements of y, and y outlives the parallel loop.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
 
 /// x quantised per row and 32-block, padded to whole block pairs (zeros).
 pub(super) struct QuantX {
