@@ -15,5 +15,5 @@ pub use constraint::{Constraint, ConstraintFactory};
 pub use engine::{Column, Engine, GenerateOptions, Generation};
 pub use error::{EngineError, Result};
 pub use sampling::{Sampler, SamplingParams};
-pub use sequence::{decode_step, prefill, Prefill, Sequence, SequenceOptions};
+pub use sequence::{batch_step, decode_step, prefill, Prefill, Sequence, SequenceOptions};
 pub use stream::TextStream;

@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 
 use candle_core::Tensor;
-use nanochat_model::{Gpt, KvCache};
+use nanochat_model::{Gpt, KvCache, Segment};
 use nanochat_tokenizer::{SpecialIds, Tokenizer};
 
 use crate::calculator::use_calculator;
@@ -274,9 +274,18 @@ impl Sequence {
 /// position and cache; replaces each one's logits. Every sequence must have pushed a token
 /// since its last step.
 pub fn decode_step(model: &Gpt, sequences: &mut [&mut Sequence]) -> Result<()> {
-    if sequences.is_empty() {
-        return Ok(());
-    }
+    batch_step(model, sequences, None).map(|_| ())
+}
+
+/// [`decode_step`], with the next `chunk` tokens of a prompt being prefilled in the same forward
+/// (continuous batching's mixed step): the weights are read once for all rows, so a prompt
+/// costs the running sequences slightly longer steps rather than steps of their own. Returns
+/// the prefill's cache and the logits of the prompt's last position once its last chunk is in.
+pub fn batch_step(
+    model: &Gpt,
+    sequences: &mut [&mut Sequence],
+    prefill: Option<(&mut Prefill, usize)>,
+) -> Result<Option<(KvCache, Vec<f32>)>> {
     let mut tokens = Vec::with_capacity(sequences.len());
     for sequence in sequences.iter() {
         if sequence.context.len() != sequence.cache.pos() + 1 {
@@ -286,10 +295,59 @@ pub fn decode_step(model: &Gpt, sequences: &mut [&mut Sequence]) -> Result<()> {
         }
         tokens.push(*sequence.context.last().expect("context holds the prompt"));
     }
-    let mut caches: Vec<&mut KvCache> = sequences.iter_mut().map(|s| &mut s.cache).collect();
-    let logits = model.forward_decode(&tokens, &mut caches)?;
-    for (row, sequence) in sequences.iter_mut().enumerate() {
-        sequence.logits = logits.get(row)?.to_vec1()?;
+    let mut segments = Vec::with_capacity(sequences.len() + 1);
+    // The prompt chunk (first row block) and whether it is the prompt's last.
+    let mut chunk_fed = None;
+    let mut prefill = prefill;
+    if let Some((prefill, chunk)) = prefill.as_mut() {
+        let Prefill {
+            prompt,
+            done,
+            cache,
+        } = &mut **prefill;
+        let cache = cache
+            .as_mut()
+            .ok_or_else(|| EngineError::BadRequest("this prefill has already finished".into()))?;
+        let end = prompt.len().min(*done + (*chunk).max(1));
+        let last = end == prompt.len();
+        segments.push(Segment {
+            tokens: &prompt[*done..end],
+            cache,
+            logits: last,
+        });
+        chunk_fed = Some((end, last));
     }
-    Ok(())
+    for (sequence, token) in sequences.iter_mut().zip(&tokens) {
+        segments.push(Segment {
+            tokens: std::slice::from_ref(token),
+            cache: &mut sequence.cache,
+            logits: true,
+        });
+    }
+    if segments.is_empty() {
+        return Ok(None);
+    }
+    let logits = model.forward_segments(&mut segments)?;
+    drop(segments);
+    let first = match chunk_fed {
+        Some((_, true)) => 1, // the prompt's logits come first
+        _ => 0,
+    };
+    if let Some(logits) = &logits {
+        for (row, sequence) in sequences.iter_mut().enumerate() {
+            sequence.logits = logits.get(first + row)?.to_vec1()?;
+        }
+    }
+    match (prefill, chunk_fed) {
+        (Some((prefill, _)), Some((end, last))) => {
+            prefill.done = end;
+            if !last {
+                return Ok(None);
+            }
+            let cache = prefill.cache.take().expect("checked above");
+            let logits = logits.expect("the last chunk asks for logits");
+            Ok(Some((cache, logits.get(0)?.to_vec1()?)))
+        }
+        _ => Ok(None),
+    }
 }

@@ -29,6 +29,17 @@ use crate::rope::Rotary;
 /// torch.finfo(torch.float32).eps
 pub const RMS_NORM_EPS: f32 = f32::EPSILON;
 
+/// One sequence's part of a [`Gpt::forward_segments`] step: the tokens to feed (one when
+/// decoding, a chunk when prefilling) on top of its batch-1 cache.
+pub struct Segment<'a> {
+    pub tokens: &'a [u32],
+    /// (n_layer, 1, n_kv_head, capacity, head_dim)
+    pub cache: &'a mut KvCache,
+    /// Whether the step returns logits for its last token (a prompt chunk that is not the
+    /// prompt's last needs none, and skipping it saves a pass over the lm_head's weights).
+    pub logits: bool,
+}
+
 /// Named intermediate activations, for tests and debugging.
 pub type Trace<'a> = &'a mut dyn FnMut(&str, &Tensor);
 
@@ -159,43 +170,56 @@ impl Attention {
         trace(&name("attn_y"), &y);
         self.c_proj.forward(&y)
     }
-    /// Continuous batching: one new position for each of S sequences, each at its own position
-    /// with its own batch-1 cache. x (S, 1, C) normalized → (S, 1, C). The projections run
-    /// batched; attention runs per sequence over that sequence's cache (lengths differ), straight
-    /// on the cache's storage ([`crate::decode_attention`]).
-    /// Every cache must have room for one more position (`Gpt::forward_decode` reserves it).
-    pub fn forward_decode(
+    /// Continuous batching: the new positions of S sequences, each at its own position with its
+    /// own batch-1 cache — one position per decoding sequence, or a chunk of a prompt being
+    /// prefilled. x (R, 1, C) normalized, R = Σ segment lengths, rows in segment order →
+    /// (R, 1, C). The projections run over all R rows at once (each weight read once for all);
+    /// attention runs per row over its sequence's cache up to its own position, straight on the
+    /// cache's storage ([`crate::decode_attention`]).
+    /// Every cache must have room for its segment (`Gpt::forward_segments` reserves it).
+    pub fn forward_segments(
         &self,
         x: &Tensor,
         rotary: &Rotary,
-        caches: &mut [&mut KvCache],
+        segments: &mut [Segment],
     ) -> Result<Tensor> {
-        let (s, _, c) = x.dims3()?;
+        let (r, _, c) = x.dims3()?;
         let (hd, nh, nkv) = (self.head_dim, self.n_head, self.n_kv_head);
-        let positions: Vec<usize> = caches.iter().map(|cache| cache.pos()).collect();
-        // (S, 1, heads·hd) → (S, heads, 1, hd)
-        let heads = |x: Tensor, n: usize| -> Result<Tensor> { Ok(x.reshape((s, n, 1, hd))?) };
+        // Absolute position of every row.
+        let positions: Vec<usize> = segments
+            .iter()
+            .flat_map(|s| s.cache.pos()..s.cache.pos() + s.tokens.len())
+            .collect();
+        // (R, 1, heads·hd) → (R, heads, 1, hd)
+        let heads = |x: Tensor, n: usize| -> Result<Tensor> { Ok(x.reshape((r, n, 1, hd))?) };
         let (q, k, v) = self.qkv(x)?;
         let q = rms_norm(&rotary.apply_at(&heads(q.contiguous()?, nh)?, &positions)?)?;
         let k = rms_norm(&rotary.apply_at(&heads(k.contiguous()?, nkv)?, &positions)?)?;
         let v = heads(v.contiguous()?, nkv)?;
-        for (row, cache) in caches.iter_mut().enumerate() {
-            cache.append(self.layer, &k.narrow(0, row, 1)?, &v.narrow(0, row, 1)?)?;
+        let mut start = 0;
+        for segment in segments.iter_mut() {
+            let t = segment.tokens.len();
+            // (T, n_kv, 1, hd) → (1, n_kv, T, hd), the cache's layout.
+            let rows =
+                |x: &Tensor| -> Result<Tensor> { Ok(x.narrow(0, start, t)?.transpose(0, 2)?) };
+            segment.cache.append(self.layer, &rows(&k)?, &rows(&v)?)?;
+            start += t;
         }
-        let q: Vec<f32> = q.flatten_all()?.to_vec1()?; // S rows of n_head·hd
-        let rows: Vec<Row> = caches
-            .iter()
-            .enumerate()
-            .map(|(r, cache)| {
-                let (keys, values) = cache.layer(self.layer);
-                Row {
-                    q: &q[r * nh * hd..(r + 1) * nh * hd],
+        let q: Vec<f32> = q.flatten_all()?.to_vec1()?; // R rows of n_head·hd
+        let mut rows = Vec::with_capacity(r);
+        for segment in segments.iter() {
+            let (keys, values) = segment.cache.layer(self.layer);
+            for j in 0..segment.tokens.len() {
+                let row = rows.len();
+                rows.push(Row {
+                    q: &q[row * nh * hd..(row + 1) * nh * hd],
                     keys,
                     values,
-                    len: cache.pos() + 1,
-                }
-            })
-            .collect();
+                    // Row j of the segment sees the cache up to its own position.
+                    len: segment.cache.pos() + j + 1,
+                });
+            }
+        }
         let shape = HeadShape {
             n_head: nh,
             n_kv_head: nkv,
@@ -203,7 +227,7 @@ impl Attention {
         };
         let y = attend(&rows, shape)?;
         self.c_proj
-            .forward(&Tensor::from_vec(y, (s, 1, c), x.device())?)
+            .forward(&Tensor::from_vec(y, (r, 1, c), x.device())?)
     }
 }
 
@@ -282,14 +306,17 @@ impl Block {
         trace(&name("out"), &x);
         Ok(x)
     }
-    /// The same block for one new position per sequence (see `Attention::forward_decode`).
-    pub fn forward_decode(
+    /// The same block for the new positions of several sequences (see
+    /// `Attention::forward_segments`).
+    pub fn forward_segments(
         &self,
         x: &Tensor,
         rotary: &Rotary,
-        caches: &mut [&mut KvCache],
+        segments: &mut [Segment],
     ) -> Result<Tensor> {
-        let x = (x + self.attn.forward_decode(&rms_norm(x)?, rotary, caches)?)?;
+        let x = (x + self
+            .attn
+            .forward_segments(&rms_norm(x)?, rotary, segments)?)?;
         let m = self.mlp.forward(&rms_norm(&x)?, &mut |_, _| {})?;
         Ok((x + m)?)
     }
@@ -488,34 +515,78 @@ impl Gpt {
     /// its own batch-1 cache at its own position → logits (S, vocab). Gives the same values as
     /// `forward_last` on each sequence alone, up to matmul summation order.
     pub fn forward_decode(&self, tokens: &[u32], caches: &mut [&mut KvCache]) -> Result<Tensor> {
-        if tokens.len() != caches.len() || tokens.is_empty() {
+        if tokens.len() != caches.len() {
             return Err(ModelError::BadInput(format!(
                 "forward_decode needs one cache per token, got {} tokens and {} caches",
                 tokens.len(),
                 caches.len()
             )));
         }
-        if let Some(cache) = caches.iter().find(|c| c.batch() != 1) {
+        let mut segments: Vec<Segment> = tokens
+            .chunks(1)
+            .zip(caches.iter_mut())
+            .map(|(tokens, cache)| Segment {
+                tokens,
+                cache,
+                logits: true,
+            })
+            .collect();
+        self.forward_segments(&mut segments)?
+            .ok_or_else(|| ModelError::BadInput("forward_decode needs at least one token".into()))
+    }
+
+    /// One forward over several sequences' new tokens — a decode step's one token per sequence
+    /// and a prompt chunk being prefilled can share it, so the weights are read once for all —
+    /// each segment at its own cache's position → logits (S', vocab) of the last token of each
+    /// of the S' segments that ask for them (`None` if none does). Every row gets the values it
+    /// would get alone, up to matmul summation order.
+    pub fn forward_segments(&self, segments: &mut [Segment]) -> Result<Option<Tensor>> {
+        if segments.is_empty() || segments.iter().any(|s| s.tokens.is_empty()) {
+            return Err(ModelError::BadInput(
+                "forward_segments needs at least one segment, none empty".into(),
+            ));
+        }
+        if let Some(segment) = segments.iter().find(|s| s.cache.batch() != 1) {
             return Err(ModelError::BadInput(format!(
-                "forward_decode needs batch-1 caches, got one with {} rows",
-                cache.batch()
+                "forward_segments needs batch-1 caches, got one with {} rows",
+                segment.cache.batch()
             )));
         }
-        for cache in caches.iter_mut() {
-            cache.reserve(1)?;
+        for segment in segments.iter_mut() {
+            segment.cache.reserve(segment.tokens.len())?;
         }
-        let s = tokens.len();
-        let ids = Tensor::from_vec(tokens.to_vec(), s, self.device())?;
+        let ids: Vec<u32> = segments
+            .iter()
+            .flat_map(|s| s.tokens.iter().copied())
+            .collect();
+        let r = ids.len();
+        let ids = Tensor::from_vec(ids, r, self.device())?;
         let emb = self.wte.embedding(&ids)?.to_dtype(DType::F32)?;
-        let mut x = rms_norm(&emb.reshape((s, 1, self.cfg.n_embd))?)?;
+        let mut x = rms_norm(&emb.reshape((r, 1, self.cfg.n_embd))?)?;
         for block in &self.blocks {
-            x = block.forward_decode(&x, &self.rotary, caches)?;
+            x = block.forward_segments(&x, &self.rotary, segments)?;
         }
-        for cache in caches.iter_mut() {
-            cache.advance(1);
+        // The last row of each segment that wants logits.
+        let mut last = Vec::with_capacity(segments.len());
+        let mut end = 0;
+        for segment in segments.iter_mut() {
+            end += segment.tokens.len();
+            if segment.logits {
+                last.push(end as u32 - 1);
+            }
+            segment.cache.advance(segment.tokens.len());
         }
-        let hidden = rms_norm(&x)?.reshape((s, self.cfg.n_embd))?;
-        self.logits(&hidden, &mut |_, _| {})
+        if last.is_empty() {
+            return Ok(None);
+        }
+        let x = x.reshape((r, self.cfg.n_embd))?;
+        let x = if last.len() == r {
+            x
+        } else {
+            let n = last.len();
+            x.index_select(&Tensor::from_vec(last, n, self.device())?, 0)?
+        };
+        Ok(Some(self.logits(&rms_norm(&x)?, &mut |_, _| {})?))
     }
 
     /// Logits of the last position only, (B, vocab): what generation needs, without the

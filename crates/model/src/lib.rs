@@ -17,6 +17,6 @@ pub mod state_dict;
 
 pub use config::{Activation, Config};
 pub use error::{ModelError, Result};
-pub use gpt::Gpt;
+pub use gpt::{Gpt, Segment};
 pub use kv_cache::KvCache;
 pub use linear::{Linear, WeightDType};

@@ -12,7 +12,8 @@
 //! 4. sample one token for every running sequence (grammar mask, logprobs, stop sequences and
 //!    tool-call detection in its [`ChoiceOutput`]) and send it;
 //! 5. drop finished requests and those whose client left: their KV caches are freed now;
-//! 6. one batched decode step ([`decode_step`]) over every sequence still running.
+//! 6. one batched forward ([`batch_step`]) over every sequence still running, together with
+//!    the next chunk of the prompt being prefilled, if any.
 //!
 //! **KV budget rule.** Each sequence reserves `prompt + max_tokens` positions when admitted (its
 //! cache is allocated at exactly that size and freed when it finishes or is cancelled); the
@@ -22,20 +23,22 @@
 //! `n × (prompt + max_tokens)` above the budget) is refused with a 400 naming the parameter.
 //! The queue itself holds at most `max_queue` requests; beyond that, 429 with `Retry-After`.
 //!
-//! **Chunked prefill.** A prompt is fed to the model `prefill_chunk` tokens at a time. While
-//! other sequences are decoding, each turn of the loop prefills at most one chunk's worth of
-//! tokens before their decode step, so a long prompt delays the running streams by one chunk's
-//! time per token instead of its whole prefill; with nothing else running, chunks follow each
-//! other at once. Chunk boundaries depend only on the prompt (every `prefill_chunk` tokens), so
-//! a request's output never depends on what else was running. One request prefills at a time,
-//! keeping admission in arrival order.
+//! **Chunked prefill, mixed into decode steps.** A prompt is fed to the model `prefill_chunk`
+//! tokens at a time. While other sequences decode, each of their steps carries the next chunk
+//! as extra rows of the same forward pass ([`batch_step`]): the weights are read once for both,
+//! so a prompt makes the running streams' steps somewhat longer instead of adding steps of its
+//! own. With nothing else running, chunks follow each other at once. Every row is computed as
+//! it would be alone (the kernels treat rows independently; attention runs per row), so a
+//! request's output does not depend on what else was running — except that bf16 weights take
+//! the bf16-dot kernels, which round activations to bf16, from 5 rows in one step up. One
+//! request prefills at a time, keeping admission in arrival order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc as std_mpsc, Arc};
 
 use nanochat_engine::constraint::{Constraint, ConstraintFactory};
-use nanochat_engine::{decode_step, EngineError, Prefill, Sequence, SequenceOptions};
+use nanochat_engine::{batch_step, EngineError, Prefill, Sequence, SequenceOptions};
 use nanochat_model::checkpoint::LoadedModel;
 use nanochat_model::KvCache;
 use nanochat_tokenizer::Tokenizer;
@@ -216,38 +219,29 @@ impl Scheduler {
             + self.prefilling.as_ref().map_or(0, |p| p.reserved)
     }
 
-    /// Step 3: admits waiting requests in order while they fit, and prefills them: one chunk's
-    /// worth of prompt tokens per turn while others decode, everything when nothing else runs.
+    /// Step 3: admits waiting requests in order while they fit. With nothing decoding, a
+    /// prompt is prefilled here, chunk after chunk; otherwise its chunks ride along with the
+    /// decode steps (step 6).
     fn admit(&mut self, model: &mut Model) {
         let chunk = self.limits.prefill_chunk.max(1);
-        let mut budget = chunk;
         loop {
             if self.prefilling.is_none() && !self.admit_one(model) {
                 break;
             }
-            if self.prefilling.is_none() || (self.decoding_sequences() > 0 && budget == 0) {
+            if self.decoding_sequences() > 0 || self.drop_abandoned_prefill() {
                 break;
             }
-            let prefilling = self.prefilling.as_mut().expect("checked above");
-            if prefilling.job.events.is_closed() {
-                self.prefilling = None; // the client left: its reservation is freed
-                self.stats.cancel();
-                continue;
-            }
-            let fed = prefilling.prefill.remaining().min(chunk);
-            budget = budget.saturating_sub(fed);
-            match prefilling.prefill.step(&model.loaded.model, chunk) {
+            let Some(prefilling) = self.prefilling.as_mut() else {
+                break;
+            };
+            let step = batch_step(
+                &model.loaded.model,
+                &mut [],
+                Some((&mut prefilling.prefill, chunk)),
+            );
+            match step {
                 Ok(None) => {}
-                Ok(Some((cache, logits))) => {
-                    let prefilling = self.prefilling.take().expect("checked above");
-                    match start(model, prefilling, cache, logits) {
-                        Ok(Some(running)) => self.running.push(running),
-                        Ok(None) => self.stats.cancel(), // the client left meanwhile
-                        Err((events, error)) => {
-                            let _ = events.send(Event::Failed(error));
-                        }
-                    }
-                }
+                Ok(Some((cache, logits))) => self.prefilled(model, cache, logits),
                 Err(error) => {
                     let prefilling = self.prefilling.take().expect("checked above");
                     let _ = prefilling
@@ -258,6 +252,35 @@ impl Scheduler {
             }
         }
         self.publish_reserved();
+    }
+
+    /// Forgets the request being prefilled if its client has left (freeing its reservation);
+    /// true if there was one.
+    fn drop_abandoned_prefill(&mut self) -> bool {
+        if self
+            .prefilling
+            .as_ref()
+            .is_some_and(|p| p.job.events.is_closed())
+        {
+            self.prefilling = None;
+            self.stats.cancel();
+            return true;
+        }
+        false
+    }
+
+    /// The request being prefilled has its cache and first logits: its choices start running.
+    fn prefilled(&mut self, model: &mut Model, cache: KvCache, logits: Vec<f32>) {
+        let Some(prefilling) = self.prefilling.take() else {
+            return;
+        };
+        match start(model, prefilling, cache, logits) {
+            Ok(Some(running)) => self.running.push(running),
+            Ok(None) => self.stats.cancel(), // the client left meanwhile
+            Err((events, error)) => {
+                let _ = events.send(Event::Failed(error));
+            }
+        }
     }
 
     /// Moves the head of the queue into `prefilling` if it fits; false if it cannot (yet).
@@ -339,26 +362,38 @@ impl Scheduler {
         self.publish_reserved();
     }
 
-    /// Step 6: one batched forward over every running sequence.
+    /// Step 6: one batched forward over every running sequence, with the next chunk of the
+    /// prompt being prefilled, if any.
     fn decode(&mut self, model: &mut Model) {
+        self.drop_abandoned_prefill();
+        let chunk = self.limits.prefill_chunk.max(1);
         let mut sequences: Vec<&mut Sequence> = self
             .running
             .iter_mut()
             .flat_map(|r| r.choices.iter_mut().filter_map(|c| c.sequence.as_mut()))
             .collect();
         if sequences.is_empty() {
-            return;
+            return; // a prompt alone is prefilled by step 3
         }
-        if let Err(error) = decode_step(&model.loaded.model, &mut sequences) {
-            tracing::error!("decode step failed: {error}");
-            for running in self.running.drain(..) {
-                let _ = running
-                    .events
-                    .send(Event::Failed(ApiError::internal(format!(
+        let prefill = self.prefilling.as_mut().map(|p| (&mut p.prefill, chunk));
+        match batch_step(&model.loaded.model, &mut sequences, prefill) {
+            Ok(None) => {}
+            Ok(Some((cache, logits))) => self.prefilled(model, cache, logits),
+            Err(error) => {
+                tracing::error!("decode step failed: {error}");
+                let failed = |events: &EventSender| {
+                    let _ = events.send(Event::Failed(ApiError::internal(format!(
                         "the model failed: {error}"
                     ))));
+                };
+                for running in self.running.drain(..) {
+                    failed(&running.events);
+                }
+                if let Some(prefilling) = self.prefilling.take() {
+                    failed(&prefilling.job.events);
+                }
+                self.publish_reserved();
             }
-            self.publish_reserved();
         }
     }
 

@@ -16,14 +16,16 @@
 //! The weight rows are split into blocks run on rayon's global pool (its size is the caller's
 //! choice), each thread writing disjoint columns of `y`.
 //!
-//! bf16 prefill (`avx512bf16`, the default where the CPU has AVX512_BF16): from
-//! [`BF16_DOT_MIN_ROWS`] rows up, x is rounded to bf16 once per call and multiplied with
-//! `vdpbf16ps` ([`x86_bf16dot`]), twice the arithmetic per instruction of the f32 FMAs the
+//! bf16 batched decode and prefill (`avx512bf16`, the default where the CPU has AVX512_BF16):
+//! from [`BF16_DOT_FEW_MIN_ROWS`] rows up, x is rounded to bf16 once per call and multiplied
+//! with `vdpbf16ps` ([`x86_bf16dot_rows`] below [`BF16_DOT_MIN_ROWS`] rows, [`x86_bf16dot`]'s
+//! 16-row panels from there), twice the arithmetic per instruction of the f32 FMAs the
 //! widening kernel is bound by there. This is what PyTorch does in a bf16 model (activations are
 //! bf16 tensors): each x element gets a relative error ≤ 2⁻⁸, so an output is off by at most
 //! about 2⁻⁸·Σ|x·w| (products and sums are exact / f32) — the precision of the bf16 weights
-//! themselves. Fewer rows (decode, batched decode) are bandwidth-bound, gain nothing from it, and
-//! keep the exact-x widening kernel. `NANOCHAT_KERNEL=avx512` turns the bf16 path off.
+//! themselves. Fewer rows (one-row decode, batches up to 4) are bandwidth-bound, gain nothing
+//! from it, and keep the exact-x widening kernel. `NANOCHAT_KERNEL=avx512` turns the bf16 path
+//! off.
 
 mod q8_0;
 #[cfg(target_arch = "x86_64")]
@@ -32,6 +34,8 @@ mod q8_0_x86;
 mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_bf16dot;
+#[cfg(target_arch = "x86_64")]
+mod x86_bf16dot_rows;
 pub use q8_0::{q8_0_path, q8_0_paths, Q8_0Weight};
 
 use std::sync::OnceLock;
@@ -76,15 +80,22 @@ pub fn matmul_f32_nt(
     matmul_on(detect(), Tuning::DEFAULT, x, w, y, m, k, n)
 }
 
-/// bf16 weights from this many x rows up take the bf16-dot path (where the CPU has it).
+/// bf16 weights from this many x rows up take the bf16-dot panel kernel (where the CPU has it).
 ///
-/// The dot path computes whole 16-row panels, so it costs the same from 1 to 16 rows. Measured
-/// on Zen 4 (`kernel_bench prefill ms=…`, d20 MLP shapes, weights from DRAM) against the
-/// widening kernel: 1.1–1.2× slower at 8 rows (bandwidth-bound there, and padded), even at 9,
-/// 1.15–1.2× faster at 12, 1.4–1.7× at 16 and 1.7–2× from 32. Below 16 the gain is small and
-/// those row counts are batched decode (the server's default is 8 sequences; up to 15 keep
-/// exact activations too), so the switch is where a panel is full.
+/// The panel kernel computes whole 16-row panels, so it costs the same from 1 to 16 rows.
+/// Measured on Zen 4 (`kernel_bench prefill ms=…`, d20 MLP shapes, weights from DRAM) against
+/// the widening kernel: 1.15–1.2× faster at 12 rows, 1.4–1.7× at 16 and 1.7–2× from 32; below
+/// 16 the few-rows kernel ([`BF16_DOT_FEW_MIN_ROWS`]) does better, so the switch is where a
+/// panel is full.
 pub const BF16_DOT_MIN_ROWS: usize = 16;
+
+/// bf16 weights with this many x rows up to [`BF16_DOT_MIN_ROWS`] take the few-rows bf16-dot
+/// kernel ([`x86_bf16dot_rows`]) where the CPU has AVX512_BF16: x rounded to bf16 as in the
+/// panel kernel, every lane doing real work. Measured on Zen 4 (`kernel_bench prefill
+/// ms=1,2,4,6,8,12`, MLP up-projection, weights from DRAM) against the exact widening kernel:
+/// the same at 2 rows (both bandwidth-bound), 1.04× faster at 4, 1.3× at 6, 1.35× at 8, 1.45×
+/// at 12. Up to 4 rows nothing is gained, so those keep exact activations.
+pub const BF16_DOT_FEW_MIN_ROWS: usize = 5;
 
 /// As [`matmul_bf16_nt`] on the named path (one of [`kernel_paths`]), for benchmarks; a name
 /// that is unknown or unsupported here runs the detected path.
@@ -192,9 +203,12 @@ struct Tuning {
     /// (The bf16-dot path holds x as bf16: groups of `max(32, x_bytes / (2k))` rows, rounded
     /// down to whole 16-row panels.)
     x_bytes: usize,
-    /// bf16 weights with at least this many x rows take the bf16-dot path, if selected.
+    /// bf16 weights with at least this many x rows take the bf16-dot panel kernel, if selected.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     bf16_dot_min_rows: usize,
+    /// … and from this many up to that, the few-rows bf16-dot kernel.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    bf16_dot_few_min_rows: usize,
 }
 
 impl Tuning {
@@ -204,6 +218,7 @@ impl Tuning {
         blocks_per_thread: 8,
         x_bytes: 512 << 10,
         bf16_dot_min_rows: BF16_DOT_MIN_ROWS,
+        bf16_dot_few_min_rows: BF16_DOT_FEW_MIN_ROWS,
     };
 
     fn x_rows(&self, k: usize) -> usize {
@@ -326,11 +341,17 @@ fn matmul_on<W: Weight>(
         Path::Portable
     };
     #[cfg(target_arch = "x86_64")]
-    if path == Path::Avx512Bf16 && m >= tuning.bf16_dot_min_rows {
+    if path == Path::Avx512Bf16 && m >= tuning.bf16_dot_few_min_rows {
         if let Some(w) = W::as_bf16(w) {
             // SAFETY: the path is supported (checked above), so the CPU has AVX512_BF16; the
             // lengths were checked and m, k, n > 0.
-            unsafe { x86_bf16dot::matmul(tuning, x, w, y, m, k, n) };
+            unsafe {
+                if m >= tuning.bf16_dot_min_rows {
+                    x86_bf16dot::matmul(tuning, x, w, y, m, k, n)
+                } else {
+                    x86_bf16dot_rows::matmul(tuning, x, w, y, m, k, n)
+                }
+            };
             return Ok(());
         }
     }

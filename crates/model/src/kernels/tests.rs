@@ -26,9 +26,9 @@ fn paths() -> Vec<Path> {
 }
 
 /// Tunings: the real one; one where tiny shapes go parallel in 16-row blocks, x is
-/// processed in groups of 32 rows whatever k, and the bf16-dot path (where tested) takes
-/// every row count.
-const TUNINGS: [Tuning; 2] = [
+/// processed in groups of 32 rows whatever k, and the bf16-dot panel kernel (where tested)
+/// takes every row count; one where the few-rows bf16-dot kernel takes every row count.
+const TUNINGS: [Tuning; 3] = [
     Tuning::DEFAULT,
     Tuning {
         par_min_elems: 0,
@@ -36,6 +36,15 @@ const TUNINGS: [Tuning; 2] = [
         blocks_per_thread: 8,
         x_bytes: 0,
         bf16_dot_min_rows: 1,
+        bf16_dot_few_min_rows: 1,
+    },
+    Tuning {
+        par_min_elems: 0,
+        min_block_rows: 16,
+        blocks_per_thread: 8,
+        x_bytes: 0,
+        bf16_dot_min_rows: usize::MAX,
+        bf16_dot_few_min_rows: 1,
     },
 ];
 
@@ -70,7 +79,7 @@ fn check_all<W: Weight>(to_w: fn(f32) -> W, from_w: fn(W) -> f64) {
         for (t, tuning) in TUNINGS.into_iter().enumerate() {
             for &(m, k, n) in &SHAPES {
                 let dot = path == Path::Avx512Bf16
-                    && m >= tuning.bf16_dot_min_rows
+                    && m >= tuning.bf16_dot_few_min_rows
                     && W::as_bf16(&[]).is_some();
                 let bf16_x = if dot { 2f64.powi(-8) } else { 0.0 };
                 let x = values(m * k, (m * 1000 + k) as u64);
@@ -133,9 +142,9 @@ fn kernels_split_x_rows() {
     }
 }
 
-/// The bf16-dot path really runs from the threshold up, and only there: x = 1 + 2⁻¹⁰ is not
-/// a bf16 (it rounds to 1), so the dot path gives exactly 1·w where the exact path does not;
-/// below the threshold `avx512bf16` must match `avx512` bit for bit (decode keeps exact x).
+/// The bf16-dot kernels really run from the threshold up, and only there: x = 1 + 2⁻¹⁰ is not
+/// a bf16 (it rounds to 1), so they give exactly 1·w where the exact path does not; below the
+/// threshold `avx512bf16` must match `avx512` bit for bit (one-row decode keeps exact x).
 #[test]
 fn kernels_bf16dot_only_from_threshold() {
     if !Path::Avx512Bf16.supported() {
@@ -144,7 +153,17 @@ fn kernels_bf16dot_only_from_threshold() {
     }
     let (k, n) = (40, 70);
     let w: Vec<bf16> = values(n * k, 3).into_iter().map(bf16::from_f32).collect();
-    for m in [1, 2, 7, 8, BF16_DOT_MIN_ROWS - 1, BF16_DOT_MIN_ROWS, 33] {
+    let few = BF16_DOT_FEW_MIN_ROWS;
+    for m in [
+        1,
+        few - 1,
+        few,
+        7,
+        8,
+        BF16_DOT_MIN_ROWS - 1,
+        BF16_DOT_MIN_ROWS,
+        33,
+    ] {
         let x = vec![1.0 + 2f32.powi(-10); m * k];
         let mut y = vec![f32::NAN; m * n];
         let mut exact = vec![f32::NAN; m * n];
@@ -155,7 +174,7 @@ fn kernels_bf16dot_only_from_threshold() {
             for j in 0..n {
                 let row_sum: f32 = w[j * k..(j + 1) * k].iter().map(|v| v.to_f32()).sum();
                 let (got, ex) = (y[i * n + j], exact[i * n + j]);
-                if m >= BF16_DOT_MIN_ROWS {
+                if m >= few {
                     assert!((got - row_sum).abs() <= 1e-5, "m={m}: {got} vs {row_sum}");
                     assert!(got != ex, "m={m}: x was not rounded to bf16");
                 } else {
@@ -173,17 +192,20 @@ fn kernels_bf16dot_propagates_nan_inf() {
         eprintln!("SKIPPED: the avx512bf16 path (this CPU lacks AVX512_BF16)");
         return;
     }
-    let (m, k, n) = (16, 33, 5);
-    let mut x = vec![0.5f32; m * k];
-    x[3 * k + 32] = f32::NAN;
-    x[5 * k] = f32::INFINITY;
-    let w = vec![bf16::ONE; n * k];
-    let mut y = vec![0f32; m * n];
-    matmul_on(Path::Avx512Bf16, Tuning::DEFAULT, &x, &w, &mut y, m, k, n).unwrap();
-    for j in 0..n {
-        assert!(y[3 * n + j].is_nan());
-        assert_eq!(y[5 * n + j], f32::INFINITY);
-        assert_eq!(y[j], 16.5);
+    // 8 rows: the few-rows kernel; 16: the panel kernel.
+    for m in [8, 16] {
+        let (k, n) = (33, 5);
+        let mut x = vec![0.5f32; m * k];
+        x[3 * k + 32] = f32::NAN;
+        x[5 * k] = f32::INFINITY;
+        let w = vec![bf16::ONE; n * k];
+        let mut y = vec![0f32; m * n];
+        matmul_on(Path::Avx512Bf16, Tuning::DEFAULT, &x, &w, &mut y, m, k, n).unwrap();
+        for j in 0..n {
+            assert!(y[3 * n + j].is_nan(), "m={m}");
+            assert_eq!(y[5 * n + j], f32::INFINITY, "m={m}");
+            assert_eq!(y[j], 16.5, "m={m}");
+        }
     }
 }
 
