@@ -65,11 +65,11 @@ pub struct ServeArgs {
     /// 2 · n_layer · n_kv_head · head_dim · 4 bytes (d20: 200 KiB).
     #[arg(long)]
     kv_budget_tokens: Option<usize>,
-    /// Prompt tokens prefilled at a time while other requests are decoding (chunked prefill):
-    /// smaller keeps their inter-token latency steadier, larger gets a long prompt's first
-    /// token sooner.
-    #[arg(long, default_value_t = nanochat_server::model_backend::DEFAULT_PREFILL_CHUNK, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
-    prefill_chunk: usize,
+    /// Tokens one forward pass carries (chunked prefill): a token per decoding sequence, the
+    /// rest (at least one) the next chunk of a new prompt, which so shares their steps. Smaller
+    /// keeps their inter-token latency steadier, larger gets a long prompt's first token sooner.
+    #[arg(long, visible_alias = "prefill-chunk", default_value_t = nanochat_server::model_backend::DEFAULT_MAX_BATCHED_TOKENS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    max_batched_tokens: usize,
     /// Simulated models to serve (comma-separated).
     #[arg(
         long,
@@ -264,7 +264,7 @@ impl ServeArgs {
             max_queue: self.max_queue,
             max_seqs: self.max_seqs,
             kv_budget_tokens: self.kv_budget_tokens,
-            prefill_chunk: self.prefill_chunk,
+            max_batched_tokens: self.max_batched_tokens,
         }
     }
 }

@@ -60,15 +60,17 @@ pub struct CheckpointSpec {
     pub max_seqs: usize,
     /// KV positions running sequences may reserve in all; default `max_seqs × context`.
     pub kv_budget_tokens: Option<usize>,
-    /// Prompt tokens prefilled per chunk between decode steps of running sequences.
-    pub prefill_chunk: usize,
+    /// Tokens one forward pass carries: a token per decoding sequence, the rest filled with the
+    /// next chunk of a prompt being prefilled (at least one token of it).
+    pub max_batched_tokens: usize,
 }
 
-/// Default prompt tokens per prefill chunk. Measured with 8 d20 bf16 streams on 2 cores
-/// (`nanochat bench serve`, 64-token answers): inter-token p99 360–448 ms with chunks of 64,
-/// 219 ms with 32, 132 ms with 16, at the same aggregate throughput. Smaller chunks make a long
-/// prompt that arrives while others decode wait longer for its first token.
-pub const DEFAULT_PREFILL_CHUNK: usize = 16;
+/// Default tokens per forward pass (decode rows + prompt chunk). Measured with 8 d20 bf16
+/// streams on 2 cores (`nanochat bench serve`, 64-token answers): see the README's serving
+/// table. 16 keeps a step that carries a prompt chunk within one 16-row panel of the bf16-dot
+/// kernel; larger gets a long prompt's first token sooner at the cost of the running streams'
+/// inter-token latency.
+pub const DEFAULT_MAX_BATCHED_TOKENS: usize = 16;
 
 impl CheckpointSpec {
     /// The spec with the server's defaults: 64 waiting requests, 8 sequences at once.
@@ -93,7 +95,7 @@ impl CheckpointSpec {
             max_queue: 64,
             max_seqs: 8,
             kv_budget_tokens: None,
-            prefill_chunk: DEFAULT_PREFILL_CHUNK,
+            max_batched_tokens: DEFAULT_MAX_BATCHED_TOKENS,
         }
     }
 }
@@ -168,7 +170,7 @@ impl CheckpointBackend {
                         let limits = BatchLimits {
                             max_seqs: 1,
                             kv_budget_tokens: 1,
-                            prefill_chunk: 1,
+                            max_batched_tokens: 1,
                         };
                         Scheduler::new(limits, worker_stats).run(queue, &mut failed);
                         return;
@@ -206,7 +208,7 @@ fn prepare(spec: &CheckpointSpec, files: &CheckpointFiles) -> Result<(usize, Bat
     let limits = BatchLimits {
         max_seqs: spec.max_seqs,
         kv_budget_tokens: spec.kv_budget_tokens.unwrap_or(spec.max_seqs * context),
-        prefill_chunk: spec.prefill_chunk.max(1),
+        max_batched_tokens: spec.max_batched_tokens.max(1),
     };
     if limits.kv_budget_tokens < context {
         return Err(format!(

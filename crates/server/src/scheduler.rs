@@ -23,15 +23,16 @@
 //! `n × (prompt + max_tokens)` above the budget) is refused with a 400 naming the parameter.
 //! The queue itself holds at most `max_queue` requests; beyond that, 429 with `Retry-After`.
 //!
-//! **Chunked prefill, mixed into decode steps.** A prompt is fed to the model `prefill_chunk`
-//! tokens at a time. While other sequences decode, each of their steps carries the next chunk
-//! as extra rows of the same forward pass ([`batch_step`]): the weights are read once for both,
-//! so a prompt makes the running streams' steps somewhat longer instead of adding steps of its
-//! own. With nothing else running, chunks follow each other at once. Every row is computed as
-//! it would be alone (the kernels treat rows independently; attention runs per row), so a
-//! request's output does not depend on what else was running — except that bf16 weights take
-//! the bf16-dot kernels, which round activations to bf16, from 5 rows in one step up. One
-//! request prefills at a time, keeping admission in arrival order.
+//! **Chunked prefill, mixed into decode steps.** A forward pass carries at most
+//! `max_batched_tokens` tokens (as vLLM's `max_num_batched_tokens`): one per decoding sequence,
+//! the rest (at least one) taken by the next chunk of the prompt being prefilled, as extra rows
+//! of the same forward pass ([`batch_step`]). The weights are read once for all rows, so a
+//! prompt makes the running streams' steps somewhat longer instead of adding steps of its own;
+//! with nothing else running, chunks of `max_batched_tokens` follow each other at once. Every
+//! row is computed as it would be alone (the kernels treat rows independently; attention runs
+//! per row), so a request's output does not depend on what else was running — except that bf16
+//! weights take the bf16-dot kernels, which round activations to bf16, from 5 rows in one step
+//! up. One request prefills at a time, keeping admission in arrival order.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -67,7 +68,7 @@ pub struct BatchLimits {
     /// KV positions that running sequences may reserve in all (`--kv-budget-tokens`).
     pub kv_budget_tokens: usize,
     /// Prompt tokens fed per prefill chunk (`--prefill-chunk`).
-    pub prefill_chunk: usize,
+    pub max_batched_tokens: usize,
 }
 
 /// The loaded model, its tokenizer and (built on first use) its grammar factory.
@@ -223,7 +224,7 @@ impl Scheduler {
     /// prompt is prefilled here, chunk after chunk; otherwise its chunks ride along with the
     /// decode steps (step 6).
     fn admit(&mut self, model: &mut Model) {
-        let chunk = self.limits.prefill_chunk.max(1);
+        let chunk = self.limits.max_batched_tokens.max(1);
         loop {
             if self.prefilling.is_none() && !self.admit_one(model) {
                 break;
@@ -366,7 +367,6 @@ impl Scheduler {
     /// prompt being prefilled, if any.
     fn decode(&mut self, model: &mut Model) {
         self.drop_abandoned_prefill();
-        let chunk = self.limits.prefill_chunk.max(1);
         let mut sequences: Vec<&mut Sequence> = self
             .running
             .iter_mut()
@@ -375,6 +375,12 @@ impl Scheduler {
         if sequences.is_empty() {
             return; // a prompt alone is prefilled by step 3
         }
+        // The decode rows first; the prompt chunk fills the rest of the step's tokens.
+        let chunk = self
+            .limits
+            .max_batched_tokens
+            .saturating_sub(sequences.len())
+            .max(1);
         let prefill = self.prefilling.as_mut().map(|p| (&mut p.prefill, chunk));
         match batch_step(&model.loaded.model, &mut sequences, prefill) {
             Ok(None) => {}

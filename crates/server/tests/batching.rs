@@ -201,10 +201,11 @@ async fn choices_of_one_request_are_sequences_of_the_batch() {
 
 #[test]
 fn a_long_prompt_is_prefilled_in_chunks_between_decode_steps() {
-    // Chunks of 4 tokens: a ~130-token prompt takes 30+ turns of the loop to prefill.
+    // 4 tokens per step, one of them the running stream's: a ~130-token prompt takes 40+ steps
+    // to prefill, each also a decode step of the running stream.
     let backend = support::sft_d2_backend(|spec| {
         spec.max_seqs = 2;
-        spec.prefill_chunk = 4;
+        spec.max_batched_tokens = 4;
     });
     let (tx, mut streaming) = mpsc::unbounded_channel();
     backend.submit(greedy("Tell me a story.", 400), tx);
@@ -233,7 +234,8 @@ fn a_long_prompt_is_prefilled_in_chunks_between_decode_steps() {
         }
         std::thread::yield_now();
     };
-    // Measured: 35–40 with chunks of 4; 1–7 when the prompt is prefilled in one go.
+    // Measured: 35–40 with chunks of 4 between decode steps; 1–7 when the prompt is prefilled
+    // in one go.
     assert!(
         during_prefill >= 20,
         "the running stream got {during_prefill} events while the long prompt was prefilled: \
