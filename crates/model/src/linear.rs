@@ -10,11 +10,12 @@
 //!   ggml blocks are rebuilt when a checkpoint is saved. The kernel runs on rayon's pool and
 //!   reads each weight byte once per call; candle's q8_0 matmul spins its own thread pool
 //!   against rayon's and re-reads the weight every 4 rows.
-//! * `q4k` is run by candle's quantised matmul (AVX-512 VNNI repacked on this kind of CPU).
-//!   Activations go in and out as f32 (both quantise them to int8 per block inside their dot
-//!   products). A weight whose input width is not a
-//!   multiple of the block (256 for q4k, 32 for q8_0) falls back to the next finer format
-//!   (q4k → q8_0 → bf16), so any model shape loads.
+//! * `q4k` likewise ([`kernels::Q4KWeight`]: ggml's 144 bytes per 256 values, reordered);
+//!   candle's q4k matmul read the weights at about half the speed (12–14 GB/s against 26–33 at
+//!   one row, measured with `--example q4k_bench`). Activations go in and out as f32 (both
+//!   kernels quantise them to int8 per block inside their dot products). A weight whose input
+//!   width is not a multiple of the block (256 for q4k, 32 for q8_0) falls back to the next
+//!   finer format (q4k → q8_0 → bf16), so any model shape loads.
 //! * Embeddings are not matmuls: they stay f32 in an f32 model and bf16 otherwise (nanochat's own
 //!   CUDA releases store `wte` in bf16), and the KV cache is always f32 — nanochat activations
 //!   overflow f16, which is never used.
@@ -23,8 +24,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
-use candle_core::{CpuStorage, DType, Device, Module, Storage, Tensor};
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::error::{ModelError, Result};
@@ -111,13 +112,10 @@ pub struct Linear {
 enum LinearWeight {
     /// (out_features, in_features), f32 or bf16.
     Dense(Tensor),
-    /// (out_features, in_features) in ggml blocks other than q8_0 (q4k), split by output rows
-    /// into one slice per compute thread, each (rows_i, in_features) with candle's matmul over
-    /// it: the slices run in parallel on rayon's pool and candle's own pool stays at one
-    /// thread (see the CLI's main). Slices concatenated in order are the whole tensor.
-    Quantized { parts: Vec<(Arc<QTensor>, QMatMul)> },
     /// (out_features, in_features) q8_0, in our kernel's layout.
     Q8_0(Arc<kernels::Q8_0Weight>),
+    /// (out_features, in_features) q4k, in our kernel's layout.
+    Q4K(Arc<kernels::Q4KWeight>),
 }
 
 impl Linear {
@@ -131,37 +129,29 @@ impl Linear {
         })
     }
 
-    /// A quantised layer; the tensor's shape is (out, in).
+    /// A quantised layer (q8_0 or q4k); the tensor's shape is (out, in). The blocks are
+    /// repacked into our kernel's layout; the tensor itself is not kept.
     pub fn from_qtensor(qtensor: Arc<QTensor>) -> Result<Self> {
         let (out_dim, in_dim) = qtensor.shape().dims2()?;
-        if qtensor.dtype() == GgmlDType::Q8_0 {
-            let packed = kernels::Q8_0Weight::from_ggml(&qtensor.data()?, out_dim, in_dim)
-                .map_err(|e| ModelError::BadInput(format!("q8_0 weight: {e}")))?;
-            return Ok(Self {
-                weight: LinearWeight::Q8_0(Arc::new(packed)),
-                in_dim,
-                out_dim,
-            });
-        }
-        let format = qtensor.dtype();
-        let row_bytes = in_dim / format.block_size() * format.type_size();
-        let slices = rayon::current_num_threads().clamp(1, out_dim.max(1));
-        let parts = if slices == 1 {
-            vec![(qtensor.clone(), QMatMul::from_arc(qtensor)?)]
-        } else {
-            let data = qtensor.data()?;
-            let mut parts = Vec::with_capacity(slices);
-            for i in 0..slices {
-                let (start, end) = (out_dim * i / slices, out_dim * (i + 1) / slices);
-                let bytes = data[start * row_bytes..end * row_bytes].to_vec();
-                let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, format)?;
-                let part = Arc::new(QTensor::new(storage, (end - start, in_dim))?);
-                parts.push((part.clone(), QMatMul::from_arc(part)?));
+        let bytes = qtensor.data()?;
+        let bad = |e: kernels::KernelError| {
+            ModelError::BadInput(format!("{:?} weight: {e}", qtensor.dtype()))
+        };
+        let weight = match qtensor.dtype() {
+            GgmlDType::Q8_0 => LinearWeight::Q8_0(Arc::new(
+                kernels::Q8_0Weight::from_ggml(&bytes, out_dim, in_dim).map_err(bad)?,
+            )),
+            GgmlDType::Q4K => LinearWeight::Q4K(Arc::new(
+                kernels::Q4KWeight::from_ggml(&bytes, out_dim, in_dim).map_err(bad)?,
+            )),
+            other => {
+                return Err(ModelError::BadInput(format!(
+                    "quantised weights in {other:?} are not supported (q8_0 and q4k are)"
+                )))
             }
-            parts
         };
         Ok(Self {
-            weight: LinearWeight::Quantized { parts },
+            weight,
             in_dim,
             out_dim,
         })
@@ -189,6 +179,8 @@ impl Linear {
                 .collect::<candle_core::Result<_>>()?;
             return Linear::from_weight(Tensor::cat(&weights, 0)?);
         }
+        let stack_err =
+            |e: kernels::KernelError| ModelError::BadInput(format!("Linear::stack: {e}"));
         let q8: Option<Vec<&kernels::Q8_0Weight>> = parts
             .iter()
             .map(|p| match &p.weight {
@@ -197,28 +189,24 @@ impl Linear {
             })
             .collect();
         if let Some(q8) = q8 {
-            let stacked = kernels::Q8_0Weight::stack(&q8)
-                .map_err(|e| ModelError::BadInput(format!("Linear::stack: {e}")))?;
+            let stacked = kernels::Q8_0Weight::stack(&q8).map_err(stack_err)?;
             return Ok(Linear::from_q8_0(stacked));
         }
-        let quantized: Option<Vec<Arc<QTensor>>> = parts.iter().map(|p| p.qtensor()).collect();
-        match quantized {
-            Some(qs) if qs.iter().all(|q| q.dtype() == qs[0].dtype()) => {
-                // Rows are whole blocks (the input width is a multiple of the block size), so
-                // stacking rows is concatenating their bytes.
-                let mut bytes = Vec::new();
-                for q in &qs {
-                    bytes.extend_from_slice(&q.data()?);
-                }
-                let out: usize = parts.iter().map(|p| p.out_dim).sum();
-                let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, qs[0].dtype())?;
-                Linear::from_qtensor(Arc::new(QTensor::new(storage, (out, in_dim))?))
-            }
-            // Parts of one model's attention share their input width, hence their format.
-            _ => Err(ModelError::BadInput(
-                "Linear::stack: the parts are held in different formats".into(),
-            )),
+        let q4k: Option<Vec<&kernels::Q4KWeight>> = parts
+            .iter()
+            .map(|p| match &p.weight {
+                LinearWeight::Q4K(w) => Some(&**w),
+                _ => None,
+            })
+            .collect();
+        if let Some(q4k) = q4k {
+            let stacked = kernels::Q4KWeight::stack(&q4k).map_err(stack_err)?;
+            return Ok(Linear::from_q4k(stacked));
         }
+        // Parts of one model's attention share their input width, hence their format.
+        Err(ModelError::BadInput(
+            "Linear::stack: the parts are held in different formats".into(),
+        ))
     }
 
     /// The layer of output rows `start..start + len` (a view for dense weights, a copy of the
@@ -231,22 +219,11 @@ impl Linear {
                 self.out_dim
             )));
         }
+        let rows_err = |e: kernels::KernelError| ModelError::BadInput(format!("Linear::rows: {e}"));
         match &self.weight {
             LinearWeight::Dense(w) => Linear::from_weight(w.narrow(0, start, len)?),
-            LinearWeight::Q8_0(w) => {
-                Ok(Linear::from_q8_0(w.rows(start, len).map_err(|e| {
-                    ModelError::BadInput(format!("Linear::rows: {e}"))
-                })?))
-            }
-            LinearWeight::Quantized { .. } => {
-                let qtensor = self.qtensor().expect("a quantised layer");
-                let format = qtensor.dtype();
-                let row_bytes = self.in_dim / format.block_size() * format.type_size();
-                let data = qtensor.data()?;
-                let bytes = data[start * row_bytes..(start + len) * row_bytes].to_vec();
-                let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, format)?;
-                Linear::from_qtensor(Arc::new(QTensor::new(storage, (len, self.in_dim))?))
-            }
+            LinearWeight::Q8_0(w) => Ok(Linear::from_q8_0(w.rows(start, len).map_err(rows_err)?)),
+            LinearWeight::Q4K(w) => Ok(Linear::from_q4k(w.rows(start, len).map_err(rows_err)?)),
         }
     }
 
@@ -254,7 +231,7 @@ impl Linear {
     pub fn weight(&self) -> Option<&Tensor> {
         match &self.weight {
             LinearWeight::Dense(w) => Some(w),
-            LinearWeight::Quantized { .. } | LinearWeight::Q8_0(_) => None,
+            LinearWeight::Q8_0(_) | LinearWeight::Q4K(_) => None,
         }
     }
 
@@ -267,45 +244,37 @@ impl Linear {
         }
     }
 
-    /// The quantised weight in ggml blocks; `None` for a dense layer. A q8_0 weight is rebuilt
-    /// from our kernel's layout on each call (for saving; it is not kept).
-    pub fn qtensor(&self) -> Option<Arc<QTensor>> {
-        match &self.weight {
-            LinearWeight::Quantized { parts } if parts.len() == 1 => Some(parts[0].0.clone()),
-            LinearWeight::Quantized { parts } => {
-                let format = parts[0].0.dtype();
-                let mut bytes = Vec::new();
-                for (part, _) in parts {
-                    bytes.extend_from_slice(&part.data().expect("CPU quantised storage"));
-                }
-                // Whole rows of one format, so the concatenation is the (out, in) tensor.
-                let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, format)
-                    .expect("blocks concatenated from valid slices");
-                let tensor = QTensor::new(storage, (self.out_dim, self.in_dim))
-                    .expect("blocks concatenated from valid slices");
-                Some(Arc::new(tensor))
-            }
-            LinearWeight::Q8_0(w) => {
-                let bytes = Cow::Owned(w.to_ggml());
-                // The bytes are whole q8_0 blocks of an (out, in) tensor by construction.
-                let storage = QStorage::from_data(bytes, &Device::Cpu, GgmlDType::Q8_0)
-                    .expect("q8_0 blocks rebuilt from a valid layout");
-                let tensor = QTensor::new(storage, (self.out_dim, self.in_dim))
-                    .expect("q8_0 blocks rebuilt from a valid layout");
-                Some(Arc::new(tensor))
-            }
-            LinearWeight::Dense(_) => None,
+    /// A q4k layer from our kernel's weight.
+    fn from_q4k(weight: kernels::Q4KWeight) -> Self {
+        Self {
+            in_dim: weight.k(),
+            out_dim: weight.n(),
+            weight: LinearWeight::Q4K(Arc::new(weight)),
         }
+    }
+
+    /// The quantised weight in ggml blocks; `None` for a dense layer. Rebuilt from our kernel's
+    /// layout on each call (for saving; the ggml blocks are not kept).
+    pub fn qtensor(&self) -> Option<Arc<QTensor>> {
+        let (bytes, format) = match &self.weight {
+            LinearWeight::Q8_0(w) => (w.to_ggml(), GgmlDType::Q8_0),
+            LinearWeight::Q4K(w) => (w.to_ggml(), GgmlDType::Q4K),
+            LinearWeight::Dense(_) => return None,
+        };
+        // The bytes are whole blocks of an (out, in) tensor by construction.
+        let storage = QStorage::from_data(Cow::Owned(bytes), &Device::Cpu, format)
+            .expect("ggml blocks rebuilt from a valid layout");
+        let tensor = QTensor::new(storage, (self.out_dim, self.in_dim))
+            .expect("ggml blocks rebuilt from a valid layout");
+        Some(Arc::new(tensor))
     }
 
     /// Bytes of weight read by one forward call.
     pub fn weight_bytes(&self) -> usize {
         match &self.weight {
             LinearWeight::Dense(w) => w.elem_count() * w.dtype().size_in_bytes(),
-            LinearWeight::Quantized { parts } => {
-                parts.iter().map(|(q, _)| q.storage_size_in_bytes()).sum()
-            }
             LinearWeight::Q8_0(w) => w.size_in_bytes(),
+            LinearWeight::Q4K(w) => w.size_in_bytes(),
         }
     }
 
@@ -329,35 +298,34 @@ impl Linear {
                     .matmul(&w.t()?)?
                     .to_dtype(DType::F32)?,
             },
-            LinearWeight::Quantized { parts } if parts.len() == 1 => parts[0].1.forward(&x2)?,
-            LinearWeight::Quantized { parts } => {
-                use rayon::prelude::*;
-                let outs: Vec<Tensor> = parts
-                    .par_iter()
-                    .map(|(_, matmul)| matmul.forward(&x2))
-                    .collect::<candle_core::Result<_>>()?;
-                Tensor::cat(&outs, 1)?
-            }
-            LinearWeight::Q8_0(w) => {
-                let x2 = x2.contiguous()?;
-                let (storage, layout) = x2.storage_and_layout();
-                let xs = match (&*storage, layout.contiguous_offsets()) {
-                    (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
-                    _ => {
-                        return Err(ModelError::BadInput(
-                            "linear: expected contiguous f32 inputs on the CPU".into(),
-                        ))
-                    }
-                };
-                let mut y = vec![0f32; rows * self.out_dim];
-                w.matmul(xs, &mut y, rows)
-                    .map_err(|e| ModelError::BadInput(format!("linear: {e}")))?;
-                Tensor::from_vec(y, (rows, self.out_dim), x.device())?
-            }
+            LinearWeight::Q8_0(w) => self.quantized(&x2, rows, |xs, y| w.matmul(xs, y, rows))?,
+            LinearWeight::Q4K(w) => self.quantized(&x2, rows, |xs, y| w.matmul(xs, y, rows))?,
         };
         let mut out_dims = dims;
         *out_dims.last_mut().expect("checked above") = self.out_dim;
         Ok(y.reshape(out_dims)?)
+    }
+
+    /// One of our quantised kernels, `matmul(x, y)`, on x (rows, in) f32 → (rows, out).
+    fn quantized(
+        &self,
+        x: &Tensor,
+        rows: usize,
+        matmul: impl Fn(&[f32], &mut [f32]) -> std::result::Result<(), kernels::KernelError>,
+    ) -> Result<Tensor> {
+        let x = x.contiguous()?;
+        let (storage, layout) = x.storage_and_layout();
+        let xs = match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(v)), Some((start, end))) => &v[start..end],
+            _ => {
+                return Err(ModelError::BadInput(
+                    "linear: expected contiguous f32 inputs on the CPU".into(),
+                ))
+            }
+        };
+        let mut y = vec![0f32; rows * self.out_dim];
+        matmul(xs, &mut y).map_err(|e| ModelError::BadInput(format!("linear: {e}")))?;
+        Ok(Tensor::from_vec(y, (rows, self.out_dim), x.device())?)
     }
 
     /// Our CPU kernel: x (rows, in) f32 · wᵀ with w (out, in) f32 or bf16.

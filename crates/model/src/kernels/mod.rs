@@ -27,6 +27,9 @@
 //! from it, and keep the exact-x widening kernel. `NANOCHAT_KERNEL=avx512` turns the bf16 path
 //! off.
 
+mod q4k;
+#[cfg(target_arch = "x86_64")]
+mod q4k_x86;
 mod q8_0;
 #[cfg(target_arch = "x86_64")]
 mod q8_0_x86;
@@ -36,6 +39,7 @@ mod x86;
 mod x86_bf16dot;
 #[cfg(target_arch = "x86_64")]
 mod x86_bf16dot_rows;
+pub use q4k::{q4k_path, q4k_paths, Q4KWeight};
 pub use q8_0::{q8_0_path, q8_0_paths, Q8_0Weight};
 
 use std::sync::OnceLock;
