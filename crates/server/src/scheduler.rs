@@ -67,7 +67,8 @@ pub struct BatchLimits {
     pub max_seqs: usize,
     /// KV positions that running sequences may reserve in all (`--kv-budget-tokens`).
     pub kv_budget_tokens: usize,
-    /// Prompt tokens fed per prefill chunk (`--prefill-chunk`).
+    /// Tokens per forward pass: decode rows first, the rest a prompt chunk
+    /// (`--max-batched-tokens`).
     pub max_batched_tokens: usize,
 }
 
