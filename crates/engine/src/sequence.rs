@@ -14,7 +14,8 @@
 //!                        sampled token (mask 1); it joins the context and the tool state
 //!                        machine; a terminal token completes the sequence
 //!   decode_step([..])    one batched forward of every running sequence's latest token, each at
-//!                        its own position → fresh logits for each
+//!                        its own position → fresh logits for each (`batch_step` also carries
+//!                        the next chunk of a prompt being prefilled in the same forward)
 //! until the caller stops: completed, max_tokens pushed, or the context is full.
 //! ```
 //!
