@@ -65,9 +65,10 @@ pub struct ServeArgs {
     /// 2 · n_layer · n_kv_head · head_dim · 4 bytes (d20: 200 KiB).
     #[arg(long)]
     kv_budget_tokens: Option<usize>,
-    /// Tokens one forward pass carries (chunked prefill): a token per decoding sequence, the
-    /// rest (at least one) the next chunk of a new prompt, which so shares their steps. Smaller
-    /// keeps their inter-token latency steadier, larger gets a long prompt's first token sooner.
+    /// Tokens one forward pass carries: one per decoding sequence, the rest (at least one) the
+    /// next chunk of a newcomer's prompt, which thus shares their steps (chunked prefill).
+    /// Smaller keeps their inter-token latency steadier, larger gets a long prompt's first token
+    /// sooner.
     #[arg(long, visible_alias = "prefill-chunk", default_value_t = nanochat_server::model_backend::DEFAULT_MAX_BATCHED_TOKENS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     max_batched_tokens: usize,
     /// Simulated models to serve (comma-separated).
