@@ -62,7 +62,8 @@ pub struct ServeArgs {
     /// KV-cache positions the running sequences of a model may reserve in all; each reserves
     /// prompt + max_tokens when admitted, and a request that does not fit waits in the queue.
     /// Default: max-seqs × the context window (only --max-seqs limits). Memory per position:
-    /// 2 · n_layer · n_kv_head · head_dim · 4 bytes (d20: 200 KiB).
+    /// 2 · n_layer · n_kv_head · head_dim · 2 bytes (bf16 cache; d20: 100 KiB), twice that for
+    /// f32 weights.
     #[arg(long)]
     kv_budget_tokens: Option<usize>,
     /// Tokens one forward pass carries: one per decoding sequence, the rest (at least one) the

@@ -6,9 +6,11 @@
 //! (views, two matmuls, softmax, copies), each with its own allocation and dispatch — at 8
 //! sequences × 20 layers that is thousands per step, a visible share of a decode step. Here one
 //! pass per (sequence, query head) reads the filled part of the cache in place, on rayon's pool.
-//! Scores and the softmax are f32, the maximum subtracted first, like torch's softmax.
+//! Scores and the softmax are f32, the maximum subtracted first, like torch's softmax; a bf16
+//! cache is widened to f32 as it is read.
 
 use candle_core::{CpuStorage, Storage, Tensor};
+use half::bf16;
 use rayon::prelude::*;
 
 use crate::error::{ModelError, Result};
@@ -22,8 +24,8 @@ pub struct HeadShape {
 }
 
 /// One sequence's inputs: its query (n_head · head_dim, after RoPE and norm), its cache tensors
-/// for the layer, each (1, n_kv_head, capacity, head_dim) f32, and how many positions are filled
-/// (including the new one).
+/// for the layer, each (1, n_kv_head, capacity, head_dim) f32 or bf16, and how many positions
+/// are filled (including the new one).
 pub struct Row<'a> {
     pub q: &'a [f32],
     pub keys: &'a Tensor,
@@ -36,12 +38,9 @@ pub struct Row<'a> {
 pub fn attend(rows: &[Row], shape: HeadShape) -> Result<Vec<f32>> {
     let HeadShape {
         n_head,
-        n_kv_head,
         head_dim: hd,
+        ..
     } = shape;
-    let group = n_head / n_kv_head;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0f32; rows.len() * n_head * hd];
     // Read guards on every cache: held for the duration of the pass.
     let mut guards = Vec::with_capacity(rows.len());
     for row in rows {
@@ -65,17 +64,71 @@ pub fn attend(rows: &[Row], shape: HeadShape) -> Result<Vec<f32>> {
             capacity,
         ));
     }
-    let slices: Vec<(&[f32], &[f32], usize)> = guards
-        .iter()
-        .map(|(k, k_off, v, v_off, capacity)| match (&**k, &**v) {
+    // Every cache of one model has the same dtype: f32 or bf16.
+    let mut f32_slices = Vec::with_capacity(rows.len());
+    let mut bf16_slices = Vec::with_capacity(rows.len());
+    for (k, k_off, v, v_off, capacity) in &guards {
+        match (&**k, &**v) {
             (Storage::Cpu(CpuStorage::F32(k)), Storage::Cpu(CpuStorage::F32(v))) => {
-                Ok((&k[*k_off..], &v[*v_off..], *capacity))
+                f32_slices.push((&k[*k_off..], &v[*v_off..], *capacity))
             }
-            _ => Err(ModelError::BadInput(
-                "decode attention needs an f32 KV cache on the CPU".into(),
-            )),
-        })
-        .collect::<Result<_>>()?;
+            (Storage::Cpu(CpuStorage::BF16(k)), Storage::Cpu(CpuStorage::BF16(v))) => {
+                bf16_slices.push((&k[*k_off..], &v[*v_off..], *capacity))
+            }
+            _ => {
+                return Err(ModelError::BadInput(
+                    "decode attention needs an f32 or bf16 KV cache on the CPU".into(),
+                ))
+            }
+        }
+    }
+    let mut out = vec![0f32; rows.len() * n_head * hd];
+    match (f32_slices.len(), bf16_slices.len()) {
+        (_, 0) => attend_on(rows, &f32_slices, shape, &mut out),
+        (0, _) => attend_on(rows, &bf16_slices, shape, &mut out),
+        _ => {
+            return Err(ModelError::BadInput(
+                "decode attention: the KV caches of one step differ in dtype".into(),
+            ))
+        }
+    }
+    Ok(out)
+}
+
+/// A KV cache element, read as f32 (bf16 → f32 is exact: a shift).
+trait KvValue: Copy + Sync {
+    fn f32(self) -> f32;
+}
+
+impl KvValue for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+impl KvValue for bf16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        f32::from_bits((self.to_bits() as u32) << 16)
+    }
+}
+
+/// [`attend`] over caches of element type `T`: `slices[r]` holds row r's keys, values (from
+/// the layer's start) and capacity.
+fn attend_on<T: KvValue>(
+    rows: &[Row],
+    slices: &[(&[T], &[T], usize)],
+    shape: HeadShape,
+    out: &mut [f32],
+) {
+    let HeadShape {
+        n_head,
+        n_kv_head,
+        head_dim: hd,
+    } = shape;
+    let group = n_head / n_kv_head;
+    let scale = 1.0 / (hd as f32).sqrt();
     out.par_chunks_mut(hd).enumerate().for_each_init(
         Vec::new,
         |scores: &mut Vec<f32>, (index, y)| {
@@ -100,18 +153,17 @@ pub fn attend(rows: &[Row], shape: HeadShape) -> Result<Vec<f32>> {
                 let value = &values[head + t * hd..head + (t + 1) * hd];
                 let p = p / total;
                 for (o, v) in y.iter_mut().zip(value) {
-                    *o += p * v;
+                    *o += p * v.f32();
                 }
             }
         },
     );
-    Ok(out)
 }
 
 /// Dot product in 16 independent partial sums, which the compiler turns into SIMD lanes (a
 /// plain `sum()` is one serial chain of additions: at 1,000 cached positions that made decode
 /// attention a visible share of a step, and a prompt chunk's rows cost as much each).
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<T: KvValue>(a: &[f32], b: &[T]) -> f32 {
     const L: usize = 16;
     let mut acc = [0f32; L];
     let (ca, cb) = (a.chunks_exact(L), b.chunks_exact(L));
@@ -119,11 +171,11 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(p, q)| p * q)
+        .map(|(p, q)| p * q.f32())
         .sum();
     for (pa, pb) in ca.zip(cb) {
         for l in 0..L {
-            acc[l] += pa[l] * pb[l];
+            acc[l] += pa[l] * pb[l].f32();
         }
     }
     acc.iter().sum::<f32>() + tail

@@ -440,7 +440,8 @@ impl Gpt {
         bytes + self.cfg.n_embd * self.wte.dtype().size_in_bytes()
     }
 
-    /// A KV cache for this model: `batch` rows, room for `capacity` positions.
+    /// A KV cache for this model: `batch` rows, room for `capacity` positions; f32 for an f32
+    /// model (exact, as nanochat's CPU path), bf16 otherwise (see [`Gpt::kv_dtype`]).
     pub fn new_cache(&self, batch: usize, capacity: usize) -> Result<KvCache> {
         KvCache::new(
             self.cfg.n_layer,
@@ -448,9 +449,22 @@ impl Gpt {
             self.cfg.n_kv_head,
             self.cfg.head_dim(),
             capacity,
-            DType::F32,
+            self.kv_dtype(),
             self.device(),
         )
+    }
+
+    /// The KV cache's dtype: f32 for f32 weights, bf16 for bf16 and quantised ones — as
+    /// nanochat's GPU engine holds it under bf16 autocast. bf16 keeps f32's range (nanochat's
+    /// activations overflow f16, never used) and halves the cache: its bytes are read in full at
+    /// every decode step (d20: 200 KiB per position in f32, so at 1,000 positions a fifth of
+    /// the bf16 weights, and at 8 sequences × 100 positions 12% of a batched step).
+    pub fn kv_dtype(&self) -> DType {
+        if self.linear_dtype == WeightDType::F32 {
+            DType::F32
+        } else {
+            DType::BF16
+        }
     }
 
     /// The final hidden states (B, T, C) after the last norm.

@@ -17,8 +17,8 @@
 //!   width is not a multiple of the block (256 for q4k, 32 for q8_0) falls back to the next
 //!   finer format (q4k → q8_0 → bf16), so any model shape loads.
 //! * Embeddings are not matmuls: they stay f32 in an f32 model and bf16 otherwise (nanochat's own
-//!   CUDA releases store `wte` in bf16), and the KV cache is always f32 — nanochat activations
-//!   overflow f16, which is never used.
+//!   CUDA releases store `wte` in bf16), and so does the KV cache ([`crate::Gpt::kv_dtype`]) —
+//!   nanochat activations overflow f16, which is never used.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
