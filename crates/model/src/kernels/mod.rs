@@ -33,6 +33,7 @@ mod q4k_x86;
 mod q8_0;
 #[cfg(target_arch = "x86_64")]
 mod q8_0_x86;
+mod quant_tiles;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 #[cfg(target_arch = "x86_64")]

@@ -40,13 +40,12 @@
 //! Dispatch at run time: AVX-512 VNNI (F+BW+VNNI), else AVX2 (+FMA, F16C), else portable Rust.
 //! `NANOCHAT_KERNEL` (see [`super::kernel_path`]) picks slower paths: `avx2` or `portable`.
 
-use std::sync::OnceLock;
-
 use half::f16;
 use rayon::prelude::*;
 
 #[cfg(target_arch = "x86_64")]
 use super::q4k_x86;
+use super::quant_tiles::{check_lengths, run_tiles, Line, QuantPath, MAX_MR};
 use super::{KernelError, OutPtr};
 
 /// Values per Q4_K super-block.
@@ -62,13 +61,6 @@ pub(super) const SB_BYTES: usize = SB_LINES * 64;
 /// Line of the first packed-scale word (then the second, third); line of d / dmin.
 pub(super) const SCALE_LINE: usize = 32;
 pub(super) const D_LINE: usize = 35;
-/// Most x rows one kernel call handles (its accumulators live in registers).
-pub const MAX_MR: usize = 8;
-
-/// One 64-byte aligned cache line.
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-pub(super) struct Line(pub(super) [u8; 64]);
 
 /// A Q4_K weight `(n, k)` in the tiled layout described at the top of this file.
 #[derive(Clone)]
@@ -237,7 +229,7 @@ impl Q4KWeight {
 
     /// y (m, n) = x (m, k) · wᵀ, all f32.
     pub fn matmul(&self, x: &[f32], y: &mut [f32], m: usize) -> Result<(), KernelError> {
-        self.matmul_on(detect(), x, y, m)
+        self.matmul_on(QuantPath::detect(), x, y, m)
     }
 
     /// As [`Self::matmul`] on the named path (one of [`q4k_paths`]); an unknown or unsupported
@@ -249,28 +241,18 @@ impl Q4KWeight {
         y: &mut [f32],
         m: usize,
     ) -> Result<(), KernelError> {
-        let path = Path::ALL
-            .into_iter()
-            .find(|p| p.name() == path && p.supported())
-            .unwrap_or_else(detect);
-        self.matmul_on(path, x, y, m)
+        self.matmul_on(QuantPath::named(path), x, y, m)
     }
 
-    fn matmul_on(&self, path: Path, x: &[f32], y: &mut [f32], m: usize) -> Result<(), KernelError> {
+    fn matmul_on(
+        &self,
+        path: QuantPath,
+        x: &[f32],
+        y: &mut [f32],
+        m: usize,
+    ) -> Result<(), KernelError> {
         let (k, n) = (self.k, self.n);
-        let shape_err = |arg, got, expected| error(arg, got, expected, (m, k, n));
-        let want_x = m
-            .checked_mul(k)
-            .ok_or_else(|| shape_err("shape", 0, usize::MAX))?;
-        let want_y = m
-            .checked_mul(n)
-            .ok_or_else(|| shape_err("shape", 0, usize::MAX))?;
-        if x.len() != want_x {
-            return Err(shape_err("x", x.len(), want_x));
-        }
-        if y.len() != want_y {
-            return Err(shape_err("y", y.len(), want_y));
-        }
+        check_lengths(x.len(), y.len(), (m, k, n))?;
         if m == 0 || n == 0 {
             return Ok(());
         }
@@ -303,25 +285,10 @@ impl Q4KWeight {
                 }
             }
         };
-        let tiles = n.div_ceil(TILE_ROWS);
-        let threads = rayon::current_num_threads();
-        if threads <= 1 || self.lines.len() * 64 * m.min(4) < PAR_MIN_BYTES || tiles < 2 {
-            run(0, tiles);
-        } else {
-            let per_task = tiles.div_ceil(threads * TASKS_PER_THREAD).max(1);
-            (0..tiles.div_ceil(per_task))
-                .into_par_iter()
-                .for_each(|c| run(c * per_task, tiles.min((c + 1) * per_task)));
-        }
+        run_tiles(n.div_ceil(TILE_ROWS), self.size_in_bytes(), m, run);
         Ok(())
     }
 }
-
-/// Below this much work (weight bytes × min(m, 4)) a call stays on the calling thread.
-const PAR_MIN_BYTES: usize = 128 << 10;
-/// Parallel tasks per pool thread: several, so that a thread slowed by other load (the machine
-/// may be shared) has its tasks taken over by the others.
-const TASKS_PER_THREAD: usize = 4;
 
 /// x quantised per row and 256-block.
 pub(super) struct QuantX {
@@ -336,7 +303,7 @@ pub(super) struct QuantX {
 }
 
 impl QuantX {
-    fn new(path: Path, x: &[f32], m: usize, k: usize) -> Self {
+    fn new(path: QuantPath, x: &[f32], m: usize, k: usize) -> Self {
         let sbs = k / QK;
         let mut xq = QuantX {
             q: vec![0; m * k],
@@ -354,7 +321,7 @@ impl QuantX {
                 .zip(x.chunks_exact(k));
         let quantise = |(((q, d), bsums), x): XRow| {
             #[cfg(target_arch = "x86_64")]
-            if path == Path::Vnni512 {
+            if path == QuantPath::Vnni512 {
                 // SAFETY: the path is only selected where the CPU has AVX-512 F+BW.
                 return unsafe { quantise_row_avx512(x, q, d, bsums) };
             }
@@ -440,7 +407,7 @@ pub(super) struct XRows {
 /// is supported by this CPU; `mr ≤ path.max_mr()`, `cols ≤ 16`.
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_kernel(
-    path: Path,
+    path: QuantPath,
     tile: &[Line],
     sbs: usize,
     xq: &QuantX,
@@ -459,9 +426,9 @@ unsafe fn tile_kernel(
     let t = tile.as_ptr() as *const u8;
     match path {
         #[cfg(target_arch = "x86_64")]
-        Path::Vnni512 => q4k_x86::tile_vnni_dispatch(t, sbs, x, mr, y, ldy, cols),
+        QuantPath::Vnni512 => q4k_x86::tile_vnni_dispatch(t, sbs, x, mr, y, ldy, cols),
         #[cfg(target_arch = "x86_64")]
-        Path::Avx2 => q4k_x86::tile_avx2_dispatch(t, sbs, x, mr, y, ldy, cols),
+        QuantPath::Avx2 => q4k_x86::tile_avx2_dispatch(t, sbs, x, mr, y, ldy, cols),
         _ => tile_portable(t, sbs, x, mr, y, ldy, cols),
     }
 }
@@ -563,86 +530,14 @@ unsafe fn tile_portable(
     }
 }
 
-/// An implementation of the q4k kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Path {
-    Vnni512,
-    Avx2,
-    Portable,
-}
-
-impl Path {
-    const ALL: [Path; 3] = [Path::Vnni512, Path::Avx2, Path::Portable];
-
-    fn name(self) -> &'static str {
-        match self {
-            Path::Vnni512 => "avx512vnni",
-            Path::Avx2 => "avx2",
-            Path::Portable => "portable",
-        }
-    }
-
-    fn supported(self) -> bool {
-        match self {
-            Path::Portable => true,
-            #[cfg(target_arch = "x86_64")]
-            Path::Vnni512 => {
-                is_x86_feature_detected!("avx512f")
-                    && is_x86_feature_detected!("avx512bw")
-                    && is_x86_feature_detected!("avx512vl")
-                    && is_x86_feature_detected!("avx512vnni")
-            }
-            #[cfg(target_arch = "x86_64")]
-            Path::Avx2 => {
-                is_x86_feature_detected!("avx2")
-                    && is_x86_feature_detected!("fma")
-                    && is_x86_feature_detected!("f16c")
-            }
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-
-    /// Most x rows per kernel call.
-    fn max_mr(self) -> usize {
-        match self {
-            Path::Vnni512 => MAX_MR,
-            Path::Avx2 => 2,
-            Path::Portable => MAX_MR,
-        }
-    }
-}
-
-/// The path to run, decided once: the fastest this CPU supports, capped by `NANOCHAT_KERNEL`
-/// as read by the dense kernels ([`super::kernel_path`]): `avx2` or `portable` force those.
-fn detect() -> Path {
-    static PATH: OnceLock<Path> = OnceLock::new();
-    *PATH.get_or_init(|| {
-        let cap = match super::kernel_path() {
-            "avx2" => Path::Avx2,
-            "portable" => Path::Portable,
-            _ => Path::Vnni512,
-        };
-        Path::ALL
-            .into_iter()
-            .skip_while(|&p| p != cap)
-            .find(|p| p.supported())
-            .unwrap_or(Path::Portable)
-    })
-}
-
 /// Which q4k path runs here: "avx512vnni", "avx2" or "portable".
 pub fn q4k_path() -> &'static str {
-    detect().name()
+    QuantPath::detect().name()
 }
 
 /// The q4k paths this CPU supports, fastest first.
 pub fn q4k_paths() -> Vec<&'static str> {
-    Path::ALL
-        .into_iter()
-        .filter(|p| p.supported())
-        .map(Path::name)
-        .collect()
+    QuantPath::supported_names()
 }
 
 #[cfg(test)]
