@@ -285,7 +285,7 @@ pub fn decode_step(model: &Gpt, sequences: &mut [&mut Sequence]) -> Result<()> {
 pub fn batch_step(
     model: &Gpt,
     sequences: &mut [&mut Sequence],
-    prefill: Option<(&mut Prefill, usize)>,
+    mut prefill: Option<(&mut Prefill, usize)>,
 ) -> Result<Option<(KvCache, Vec<f32>)>> {
     let mut tokens = Vec::with_capacity(sequences.len());
     for sequence in sequences.iter() {
@@ -299,7 +299,6 @@ pub fn batch_step(
     let mut segments = Vec::with_capacity(sequences.len() + 1);
     // The prompt chunk (first row block) and whether it is the prompt's last.
     let mut chunk_fed = None;
-    let mut prefill = prefill;
     if let Some((prefill, chunk)) = prefill.as_mut() {
         let Prefill {
             prompt,
